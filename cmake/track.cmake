@@ -1,0 +1,43 @@
+# track.cmake owns the choice of tracking backend (src/track.h): the options
+# TINYMALLOC_ASAN and TINYMALLOC_VALGRIND, the compile definitions they give
+# the core (TM_TRACK_DEFINITIONS) and its extra sources (TM_TRACK_SOURCES).
+# Included by the top-level CMakeLists.txt before any target; it must never
+# define targets or change flags other than the sanitizer ones it documents.
+
+set(_tm_asan_default OFF)
+if(CMAKE_C_FLAGS MATCHES "-fsanitize=[^ ]*address")
+  set(_tm_asan_default ON)
+endif()
+option(TINYMALLOC_ASAN "Poison tinymalloc blocks for AddressSanitizer (ON when CMAKE_C_FLAGS has -fsanitize=address)"
+       ${_tm_asan_default})
+option(TINYMALLOC_VALGRIND "Describe tinymalloc blocks to Valgrind memcheck with client requests" OFF)
+
+if(TINYMALLOC_ASAN AND TINYMALLOC_VALGRIND)
+  message(FATAL_ERROR "TINYMALLOC_ASAN and TINYMALLOC_VALGRIND exclude each other: an ASan binary cannot run under Valgrind")
+endif()
+if(TINYMALLOC_ASAN AND NOT _tm_asan_default)
+  # Asked for the backend without the flags: build everything with ASan, so
+  # that the core, the tests and the programs agree.
+  add_compile_options(-fsanitize=address -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address)
+endif()
+
+set(TM_TRACK_DEFINITIONS "")
+set(TM_TRACK_SOURCES ${CMAKE_CURRENT_LIST_DIR}/../src/track.c)
+
+if(TINYMALLOC_ASAN)
+  list(APPEND TM_TRACK_DEFINITIONS TM_TRACK_ASAN=1)
+  message(STATUS "tinymalloc: tracking backend ASan (blocks poisoned, LSan root regions)")
+elseif(TINYMALLOC_VALGRIND)
+  include(CheckIncludeFile)
+  check_include_file(valgrind/memcheck.h TM_HAVE_MEMCHECK_H)
+  if(NOT TM_HAVE_MEMCHECK_H)
+    message(FATAL_ERROR "TINYMALLOC_VALGRIND needs <valgrind/memcheck.h> (Debian package valgrind)")
+  endif()
+  list(APPEND TM_TRACK_DEFINITIONS TM_TRACK_VALGRIND=1)
+  if(CMAKE_C_COMPILER_ID MATCHES "Clang")
+    # Valgrind 3.19 cannot read clang 14's default DWARF 5.
+    add_compile_options(-gdwarf-4)
+  endif()
+  message(STATUS "tinymalloc: tracking backend Valgrind memcheck (client requests)")
+endif()

@@ -1,0 +1,183 @@
+/* The one hook layer between tinymalloc and the tools that watch memory
+ * (DESIGN.md invariant 7): every place that hands out, takes back, resizes in
+ * place, maps from, purges or returns to the OS calls exactly one of these.
+ * Backends: none (every hook compiles to nothing), ASan (TM_TRACK_ASAN) and
+ * Valgrind memcheck (TM_TRACK_VALGRIND). A hook must never allocate. */
+#ifndef TM_TRACK_H
+#define TM_TRACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Contract shared by every backend (docs/sanitizers.md):
+ * - Only user data pages are mapped / purged / unmapped through these hooks,
+ *   never metadata: the allocator reads and writes its metadata freely.
+ * - Between tm_track_malloc and tm_track_free exactly the requested bytes of a
+ *   block are accessible; the slack up to the usable size, free blocks and
+ *   fresh pages are not. The tool's own shadow state is therefore the record
+ *   of each block's requested size: no side table, nothing inside the block.
+ * - In a tracked build tm_track_usable_size returns that requested size (what
+ *   ASan's and memcheck's own malloc_usable_size return), so a program that
+ *   uses every "usable" byte stays correct and p[n] is still caught. The core
+ *   copies this many bytes when realloc moves a block.
+ * - tm_track_resize ignores old_requested (the core may pass the old usable
+ *   size there); the backends recover the exact old size themselves. */
+
+#if defined(TM_TRACK_ASAN) && defined(TM_TRACK_VALGRIND)
+#error "tinymalloc: choose one tracking backend (TM_TRACK_ASAN or TM_TRACK_VALGRIND)"
+#endif
+
+#if defined(TM_TRACK_ASAN)
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TM_TRACK_ASAN_COMPILED 1
+#endif
+#endif
+#if !defined(TM_TRACK_ASAN_COMPILED) && !defined(__SANITIZE_ADDRESS__)
+#error "tinymalloc: TM_TRACK_ASAN needs the core compiled with -fsanitize=address"
+#endif
+#include <sanitizer/asan_interface.h>
+#define TM_TRACKING 1
+#elif defined(TM_TRACK_VALGRIND)
+#include <valgrind/memcheck.h>
+#include <valgrind/valgrind.h>
+#define TM_TRACKING 1
+#else
+#define TM_TRACKING 0
+#endif
+
+#if defined(TM_TRACK_ASAN)
+/* track.c: LeakSanitizer root regions, so that system-malloc pointers stored
+ * only in tinymalloc blocks are not reported as leaks. */
+void tm_track_roots_add(void *p, size_t size) __attribute__((visibility("hidden")));
+void tm_track_roots_remove(void *p, size_t size) __attribute__((visibility("hidden")));
+#endif
+
+#if defined(TM_TRACK_VALGRIND)
+/* The requested size of a live block: the length of its addressable prefix,
+ * found by binary search with GET_VBITS, which answers 3 ("not addressable")
+ * without reporting an error. Blocks are addressable exactly on
+ * [p, p + requested), so the search is exact; O(log usable) requests. */
+static inline size_t tm_track_valgrind_requested(const void *p, size_t usable)
+{
+  unsigned char vbits;
+  const unsigned char *b = (const unsigned char *)p;
+  if (usable == 0 || !RUNNING_ON_VALGRIND) return usable;
+  if (VALGRIND_GET_VBITS(b + usable - 1, &vbits, 1) == 1) return usable;
+  size_t lo = 0, hi = usable - 1; /* b[hi] is not addressable; answer in [lo, hi] */
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (VALGRIND_GET_VBITS(b + mid, &vbits, 1) == 1) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+#endif
+
+/* Fresh user-data pages mapped from the OS (a segment's data pages, a large
+ * mapping): not yet handed out, so user accesses to them are errors. */
+static inline void tm_track_os_map(void *p, size_t size)
+{
+#if defined(TM_TRACK_ASAN)
+  __asan_poison_memory_region(p, size);
+  tm_track_roots_add(p, size);
+#elif defined(TM_TRACK_VALGRIND)
+  VALGRIND_MAKE_MEM_NOACCESS(p, size);
+#else
+  (void)p; (void)size;
+#endif
+}
+
+/* User-data pages about to be unmapped: poison would outlive the mapping and
+ * fall on whatever is mapped there next, so it is lifted first. */
+static inline void tm_track_os_unmap(void *p, size_t size)
+{
+#if defined(TM_TRACK_ASAN)
+  tm_track_roots_remove(p, size);
+  __asan_unpoison_memory_region(p, size);
+#elif defined(TM_TRACK_VALGRIND)
+  VALGRIND_MAKE_MEM_NOACCESS(p, size);
+#else
+  (void)p; (void)size;
+#endif
+}
+
+/* Free user-data pages about to be purged (madvise DONTNEED): they stay
+ * mapped and ours, so they stay inaccessible to the program. */
+static inline void tm_track_os_purge(void *p, size_t size)
+{
+#if defined(TM_TRACK_ASAN)
+  __asan_poison_memory_region(p, size);
+#elif defined(TM_TRACK_VALGRIND)
+  VALGRIND_MAKE_MEM_NOACCESS(p, size);
+#else
+  (void)p; (void)size;
+#endif
+}
+
+/* A block handed out: `requested` bytes may be used, `usable` is the block's
+ * size; `zeroed` when the block's bytes are known to be zero (calloc). The
+ * tail is poisoned before the head is unpoisoned so that the granule holding
+ * p[requested] ends up partially addressable, byte-exact. */
+static inline void tm_track_malloc(void *p, size_t requested, size_t usable, bool zeroed)
+{
+#if defined(TM_TRACK_ASAN)
+  (void)zeroed;
+  __asan_poison_memory_region((char *)p + requested, usable - requested);
+  __asan_unpoison_memory_region(p, requested);
+#elif defined(TM_TRACK_VALGRIND)
+  VALGRIND_MAKE_MEM_NOACCESS((char *)p + requested, usable - requested);
+  VALGRIND_MALLOCLIKE_BLOCK(p, requested, 0, zeroed ? 1 : 0);
+#else
+  (void)p; (void)requested; (void)usable; (void)zeroed;
+#endif
+}
+
+/* A block taken back (before the allocator can reuse it). */
+static inline void tm_track_free(void *p, size_t usable)
+{
+#if defined(TM_TRACK_ASAN)
+  __asan_poison_memory_region(p, usable);
+#elif defined(TM_TRACK_VALGRIND)
+  VALGRIND_FREELIKE_BLOCK(p, 0);
+  VALGRIND_MAKE_MEM_NOACCESS(p, usable);
+#else
+  (void)p; (void)usable;
+#endif
+}
+
+/* A block resized in place to new_requested bytes (see the contract above
+ * for old_requested). */
+static inline void tm_track_resize(void *p, size_t old_requested, size_t new_requested, size_t usable)
+{
+  (void)old_requested;
+#if defined(TM_TRACK_ASAN)
+  __asan_poison_memory_region((char *)p + new_requested, usable - new_requested);
+  __asan_unpoison_memory_region(p, new_requested);
+#elif defined(TM_TRACK_VALGRIND)
+  if (RUNNING_ON_VALGRIND) {
+    size_t old = tm_track_valgrind_requested(p, usable);
+    VALGRIND_RESIZEINPLACE_BLOCK(p, old, new_requested, 0);
+  }
+#else
+  (void)p; (void)new_requested; (void)usable;
+#endif
+}
+
+/* What usable_size reports for a live block of `usable` bytes: in tracked
+ * builds the requested size (see the contract above), else `usable`. */
+static inline size_t tm_track_usable_size(const void *p, size_t usable)
+{
+#if defined(TM_TRACK_ASAN)
+  const char *first_poisoned = (const char *)__asan_region_is_poisoned((void *)(uintptr_t)p, usable);
+  return first_poisoned ? (size_t)(first_poisoned - (const char *)p) : usable;
+#elif defined(TM_TRACK_VALGRIND)
+  return tm_track_valgrind_requested(p, usable);
+#else
+  (void)p;
+  return usable;
+#endif
+}
+
+#endif
