@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Writes the hand-made seed inputs of corpus/<harness>/ (gen-*.bin), following
+the op encoding of fuzz/README.md and fuzz/ops.h. Rerun after changing the
+encoding: `python3 fuzz/gen_corpus.py`. Inputs merged from fuzzing runs
+(other names) are left alone."""
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+(MALLOC, CALLOC, REALLOC, REALLOC_ZERO, FREE, MEMALIGN, POSIX_MEMALIGN, ALIGNED_ALLOC,
+ USABLE_SIZE, CHECK, REALLOCARRAY, BAD_REQUEST, TRIM, FREE_RANGE, BURST, OPTION,
+ BULK_ALLOC, BULK_FREE) = range(18)
+DOUBLE_FREE, INTERIOR_FREE, FOREIGN_FREE, BAD_REALLOC, BAD_USABLE = range(18, 23)
+YIELD, SPIN, EXIT = range(18, 21)
+MARKER = b"\xff\xfeTM"
+
+BOUNDARIES = [
+    0, 1, 8, 15, 16, 17, 32, 48, 64, 96, 112, 128, 129, 160, 192, 224, 256, 320, 384, 448,
+    512, 640, 768, 1024, 1280, 2048, 3072, 4096, 6144, 8192, 12288, 14336, 16384, 16400,
+    20480, 24576, 32768, 65536, 131072, 262144, 524288, 1044480, 1048576, 1052672, 2097152,
+    4190208, 4194304, 4198400]
+
+
+def u16(v):
+    return bytes([v & 0xff, (v >> 8) & 0xff])
+
+
+def sz(n):
+    """Encodes a request of about n bytes with the most specific selector."""
+    if n == 0:
+        return bytes([15, 0, 0])
+    if n <= 1024:
+        return bytes([0]) + u16(n)
+    if n <= 16384:
+        return bytes([3]) + u16(n)
+    if n <= (1 << 20):
+        return bytes([6]) + u16((n - 16385) >> 4)
+    return bytes([9]) + u16(min(65535, (n - (1 << 20) - 1) // 48))
+
+
+def boundary(i, delta=0):
+    """The boundary size BOUNDARIES[i] + delta (delta in -2..2)."""
+    for v in range(65536):
+        if v % len(BOUNDARIES) == i and (v >> 8) % 5 == delta + 2:
+            return bytes([10]) + u16(v)
+    raise ValueError(i)
+
+
+def align(shift):
+    return bytes([shift])
+
+
+def op(code, *parts):
+    return bytes([code]) + b"".join(p if isinstance(p, bytes) else bytes([p]) for p in parts)
+
+
+SMALL = [0, 1, 16, 17, 24, 100, 128, 200, 256, 700, 1024, 2000, 4096, 5000, 8192, 12000, 16384]
+MEDIUM = [16385, 20000, 32768, 65536, 100000, 262144, 500000, 1000000, 1 << 20]
+LARGE = [(1 << 20) + 1, 1500000, 2 << 20, 3 << 20, 4 << 20]
+
+
+def ops_seeds():
+    s = {}
+    s["each-strategy"] = b"".join(op(MALLOC, i, sz(n)) for i, n in enumerate(SMALL + MEDIUM + LARGE)) + \
+        b"".join(op(FREE, i) for i in range(len(SMALL + MEDIUM + LARGE)))
+    s["boundaries"] = b"".join(op(MALLOC, 2 * i + (d & 1), boundary(i, d))
+                               for i in range(len(BOUNDARIES)) for d in (-2, -1, 0, 1, 2)) + \
+        op(CHECK) + op(FREE_RANGE, 0, 255) + op(FREE_RANGE, 255, 255)
+    s["calloc-junk"] = op(OPTION, 0, 1) + b"".join(op(MALLOC, i, sz(n)) for i, n in enumerate(SMALL + MEDIUM)) + \
+        op(FREE_RANGE, 0, 40) + b"".join(op(CALLOC, i, i % 8, sz(n)) for i, n in enumerate(SMALL + MEDIUM + LARGE)) + \
+        op(CHECK) + op(OPTION, 0, 0)
+    chain = [1, 17, 100, 1000, 5000, 16384, 16385, 40000, 300000, 1 << 20, (1 << 20) + 1, 3 << 20,
+             2 << 20, 600000, 20000, 12000, 64, 0]
+    s["realloc-chain"] = op(MALLOC, 0, sz(10)) + b"".join(op(REALLOC, 0, sz(n)) for n in chain) + \
+        b"".join(op(REALLOC, 1, sz(n)) for n in reversed(chain)) + op(REALLOC_ZERO, 1) + \
+        op(REALLOC_ZERO, 2) + op(REALLOC_ZERO, 2) + op(USABLE_SIZE, 2) + op(FREE, 0)
+    s["realloc-inplace"] = b"".join(
+        op(MALLOC, 0, sz(a)) + op(MALLOC, 1, sz(a)) + op(FREE, 1) + op(REALLOC, 0, sz(b)) + op(REALLOC, 0, sz(c)) + op(FREE, 0)
+        for a, b, c in [(20000, 36000, 18000), (40000, 80000, 30000), (200000, 600000, 100000),
+                        (1500000, 3000000, 1200000), (2 << 20, (1 << 20) + 5, 3 << 20), (100, 110, 90),
+                        (16000, 16384, 8000)])
+    s["reallocarray"] = b"".join(op(REALLOCARRAY, i % 4, i % 8, sz(n)) for i, n in enumerate(SMALL + MEDIUM + LARGE)) + \
+        op(REALLOCARRAY, 0, 0, sz(0)) + op(FREE_RANGE, 0, 8)
+    al = b""
+    for code in (MEMALIGN, POSIX_MEMALIGN, ALIGNED_ALLOC):
+        for shift in range(0, 23):
+            for j, n in enumerate([1, 100, 3000, 20000, 200000, 1500000]):
+                if shift > 20 and n > 100:
+                    continue
+                al += op(code, (shift * 6 + j) % 256, align(shift), sz(n))
+            al += op(FREE_RANGE, 0, 255)
+        for bad in range(248, 256):
+            al += op(code, 7, align(bad), sz(64))
+    s["alignments"] = al + op(CHECK)
+    s["usable-check-trim"] = b"".join(op(MALLOC, i, sz(n)) for i, n in enumerate(SMALL + MEDIUM + LARGE)) + \
+        b"".join(op(USABLE_SIZE, i) for i in range(32)) + op(FREE_RANGE, 0, 3) + op(FREE_RANGE, 18, 4) + \
+        op(TRIM) + op(CHECK) + op(OPTION, 1, 0) + op(FREE_RANGE, 5, 6) + op(TRIM) + op(CHECK) + op(OPTION, 1, 25)
+    s["bad-requests"] = b"".join(op(BAD_REQUEST, v, k) for v in range(8) for k in (0, 1, 7)) + \
+        op(MALLOC, 3, sz(100)) + op(MALLOC, 1, sz(50000)) + op(MALLOC, 7, sz(2 << 20)) + \
+        op(BAD_REQUEST, 4, 3) + op(BAD_REQUEST, 4, 1) + op(BAD_REQUEST, 4, 7) + op(CHECK)
+    burst = b""
+    for n in [16, 48, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 12288, 16384, 20000, 200000]:
+        burst += op(BURST, 0, 63, sz(n)) + op(BURST, 64, 64 | 40, sz(n)) + op(BURST, 128, 128 | 20, sz(n))
+        burst += op(MALLOC, 0, sz(n)) + op(FREE_RANGE, 0, 64) + op(FREE_RANGE, 64, 64)
+    s["bursts"] = burst + op(CHECK)
+    bulk = b""
+    for n, count in [(16, 8191), (64, 3000), (1000, 200), (2048, 70), (0, 100)]:
+        bulk += op(BULK_ALLOC, u16(count), sz(n)) + op(BULK_FREE, 1) + op(BULK_FREE, 64 | 2 | (1 << 3)) + \
+            op(CHECK) + op(BULK_FREE, 0)
+    bulk += op(BULK_ALLOC, u16(5000), sz(33)) + op(BULK_ALLOC, u16(5000), sz(17)) + op(TRIM) + op(BULK_FREE, 64)
+    s["bulk"] = bulk
+    s["options"] = op(OPTION, 0, 1) + op(MALLOC, 0, sz(300)) + op(FREE, 0) + op(MALLOC, 0, sz(40000)) + \
+        op(REALLOC, 0, sz(90000)) + op(REALLOC, 0, sz(20000)) + op(FREE, 0) + op(OPTION, 1, 0) + \
+        op(MALLOC, 1, sz(300000)) + op(FREE, 1) + op(OPTION, 2, 0) + op(OPTION, 3, 0) + op(OPTION, 3, 1) + \
+        op(OPTION, 4, 0) + op(OPTION, 4, 1) + op(OPTION, 5, 0) + op(OPTION, 5, 9) + op(OPTION, 5, 200) + \
+        op(MALLOC, 2, sz(2 << 20)) + op(OPTION, 3, 0) + op(OPTION, 3, 1) + op(FREE, 2) + op(OPTION, 0, 0)
+    med = b"".join(op(MALLOC, i, sz(100000 + 4096 * (i % 5))) for i in range(60))
+    med += b"".join(op(FREE, i) for i in range(0, 60, 2)) + op(CHECK)
+    med += b"".join(op(MALLOC, 100 + i, sz(250000)) for i in range(10))
+    med += b"".join(op(FREE, i) for i in range(1, 60, 2)) + op(TRIM) + op(CHECK)
+    s["medium-fragment"] = med
+    s["segment-churn"] = b"".join(op(MALLOC, i, sz(1 << 20)) for i in range(12)) + op(FREE_RANGE, 0, 12) + \
+        op(TRIM) + b"".join(op(MALLOC, i, sz(900000)) for i in range(12)) + op(FREE_RANGE, 0, 6) + op(TRIM) + \
+        b"".join(op(MALLOC, 20 + i, sz(4000)) for i in range(40)) + op(CHECK)
+    s["mixed"] = bytes((i * 37 + 11) % 256 for i in range(600))
+    return s
+
+
+def misuse_seeds():
+    s = {}
+    blocks = b"".join(op(MALLOC, i, sz(n)) for i, n in enumerate([24, 5000, 16384, 40000, 800000, 2 << 20]))
+    s["double-free"] = blocks + b"".join(op(DOUBLE_FREE, i) for i in range(6)) + \
+        op(BULK_ALLOC, u16(50), sz(64)) + op(MALLOC, 0, sz(64)) + op(DOUBLE_FREE, 0)
+    s["interior"] = blocks + b"".join(op(INTERIOR_FREE, i, u16(k)) for i in range(6) for k in (0, 7, 15, 16, 4095, 60000))
+    fo = blocks
+    for kind in range(6):
+        for d in (0, 16, 4096, 65535):
+            fo += op(FOREIGN_FREE, kind | (0x80 if d & 16 else 0), u16(d))
+            if kind == 4:
+                fo += bytes([0x10, 0x32, 0x54, 0x76, 0x18, 0x2a, 0, 0])
+    s["foreign"] = fo
+    s["bad-realloc-usable"] = blocks + op(OPTION, 4, 0) + \
+        b"".join(op(BAD_REALLOC, k, u16(32 * k + 16)) + sz(100) + op(BAD_USABLE, k | 0x80, u16(16 * k + 1)) for k in (0, 1, 2, 3, 5)) + \
+        op(OPTION, 4, 1) + op(MALLOC, 9, sz(50)) + op(FREE, 9) + op(BAD_REALLOC, 3, u16(0)) + sz(10)
+    s["freed-slab"] = op(BURST, 0, 15, sz(4096)) + op(FREE_RANGE, 0, 15) + op(DOUBLE_FREE, 15) + op(TRIM) + \
+        op(MALLOC, 0, sz(3 << 20)) + op(DOUBLE_FREE, 0) + op(MALLOC, 1, sz(70000)) + op(DOUBLE_FREE, 1) + op(CHECK)
+    s["mixed"] = bytes((i * 53 + 5) % 256 for i in range(500))
+    return s
+
+
+def threads_seeds():
+    s = {}
+
+    def streams(header, *chunks):
+        return bytes([header]) + MARKER.join(chunks)
+
+    alloc = b"".join(op(MALLOC, i, sz(n)) for i, n in enumerate([16, 100, 1000, 4000, 16384, 30000, 300000, 2 << 20] * 4))
+    frees = op(SPIN, 255) + op(YIELD) + b"".join(op(FREE, i) for i in range(32))
+    reallocs = op(SPIN, 200) + b"".join(op(REALLOC, i, sz(n)) for i, n in enumerate([50, 5000, 60000, 10, 2000000, 64] * 5))
+    # header: threads = 2 + h % 3, waves = 1 + (h / 3) % 2
+    s["cross-free-2"] = streams(0, alloc, frees)
+    s["cross-free-3"] = streams(1, alloc, frees, reallocs)
+    s["cross-free-4"] = streams(2, alloc, reallocs, frees, op(BULK_ALLOC, u16(2000), sz(48)) + op(BULK_FREE, 2))
+    # two waves: the first wave allocates and exits, the second frees into
+    # the abandoned slabs and allocates from adopted ones.
+    s["waves-2"] = streams(3, alloc, op(BULK_ALLOC, u16(3000), sz(32)) + op(EXIT),
+                           frees + op(BULK_FREE, 1), reallocs + op(MALLOC, 200, sz(32)))
+    s["waves-4"] = streams(5, alloc, alloc, op(BURST, 100, 63, sz(256)), op(BULK_ALLOC, u16(1000), sz(128)),
+                           frees, reallocs, op(BULK_FREE, 0), op(FREE_RANGE, 0, 255))
+    churn = b"".join(op(MALLOC, i % 16, sz(24 + i)) + op(FREE, (i + 5) % 16) for i in range(200))
+    s["churn-3"] = streams(1, churn, churn.replace(bytes([FREE]), bytes([REALLOC_ZERO])), churn + op(TRIM))
+    s["trim-race"] = streams(0, alloc + op(TRIM) + frees, op(TRIM) + op(BULK_ALLOC, u16(500), sz(64)) + op(TRIM) + op(BULK_FREE, 0))
+    s["mixed"] = bytes([4]) + bytes((i * 29 + 3) % 256 for i in range(700))
+    return s
+
+
+def write(harness, seeds):
+    d = os.path.join(ROOT, "corpus", harness)
+    os.makedirs(d, exist_ok=True)
+    for old in os.listdir(d):
+        if old.startswith("gen-"):
+            os.remove(os.path.join(d, old))
+    for name, data in seeds.items():
+        with open(os.path.join(d, "gen-%s.bin" % name), "wb") as f:
+            f.write(data)
+    print("corpus/%s: %d generated seeds" % (harness, len(seeds)), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    write("ops", ops_seeds())
+    write("misuse", misuse_seeds())
+    write("threads", threads_seeds())

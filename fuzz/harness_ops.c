@@ -1,0 +1,28 @@
+/* Harness "ops": one thread runs a sequence of allocation ops (every entry
+ * point, every size strategy and alignment) against the shadow map; after
+ * every op tinymalloc's statistics must agree with it exactly, and every
+ * input ends with the leak and reset check. Encoding: fuzz/README.md. */
+#include "ops.h"
+
+const char tmf_harness_name[] = "ops";
+
+int tmf_harness_run(const uint8_t *data, size_t size)
+{
+  static tmf_ops_t ctx;
+  static bool initialised;
+  if (!initialised) {
+    tmf_install_strict_handler();
+    initialised = true;
+  }
+  tmf_reader_t r;
+  tmf_reader_init(&r, data, size);
+  tmf_ops_init(&ctx, false);
+  while (!tmf_reader_done(&r)) {
+    unsigned opcode = tmf_read_u8(&r) % TMF_OP_COUNT;
+    tmf_ops_step(&ctx, &r, opcode);
+    tmf_ops_expect_stats(&ctx);
+  }
+  tmf_ops_finish(&ctx);
+  tmf_end_of_input();
+  return 0;
+}

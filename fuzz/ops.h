@@ -1,0 +1,67 @@
+/* The op interpreter shared by the harnesses: slots of live blocks, the
+ * shadow map behind them and the allocation ops (malloc ... bulk free). The
+ * same interpreter runs single-threaded (ops, misuse) and in several threads
+ * at once over one locked slot table (threads). Encoding: fuzz/README.md. */
+#ifndef TMF_OPS_H
+#define TMF_OPS_H
+
+#include <pthread.h>
+
+#include "fuzz_common.h"
+
+#define TMF_SLOTS 256
+#define TMF_BULK_MAX 8192
+
+enum tmf_opcode_e {
+  TMF_OP_MALLOC = 0,
+  TMF_OP_CALLOC,
+  TMF_OP_REALLOC,
+  TMF_OP_REALLOC_ZERO,
+  TMF_OP_FREE,
+  TMF_OP_MEMALIGN,
+  TMF_OP_POSIX_MEMALIGN,
+  TMF_OP_ALIGNED_ALLOC,
+  TMF_OP_USABLE_SIZE,
+  TMF_OP_CHECK,
+  TMF_OP_REALLOCARRAY,
+  TMF_OP_BAD_REQUEST,
+  TMF_OP_TRIM,
+  TMF_OP_FREE_RANGE,
+  TMF_OP_BURST,
+  TMF_OP_OPTION,
+  TMF_OP_BULK_ALLOC,
+  TMF_OP_BULK_FREE,
+  TMF_OP_COUNT /* number of ops every harness understands */
+};
+
+/* The state of one input. In concurrent mode every access to slots, bulk and
+ * shadow holds `lock`; a block is in the shadow map exactly while it sits in
+ * a slot (or the bulk list), and nobody writes to a block while it is there. */
+typedef struct tmf_ops_s {
+  tmf_shadow_t shadow;
+  uintptr_t slots[TMF_SLOTS];
+  uintptr_t *bulk;
+  size_t bulk_count;
+  bool concurrent;
+  pthread_mutex_t lock;
+  uint64_t next_id; /* guarded by lock */
+} tmf_ops_t;
+
+void tmf_ops_init(tmf_ops_t *ctx, bool concurrent);
+/* Frees every block still held (checking each), then releases the context. */
+void tmf_ops_finish(tmf_ops_t *ctx);
+/* Executes op `opcode` (< TMF_OP_COUNT), reading its operands from r. */
+void tmf_ops_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode);
+/* Single-threaded mode: statistics must match the shadow map exactly. */
+void tmf_ops_expect_stats(tmf_ops_t *ctx);
+
+/* Slot primitives, also used by the misuse harness. take() removes the block
+ * from the shadow map and returns it (found = false when the slot is empty);
+ * put() records a fresh block and frees whatever the slot held before. */
+bool tmf_ops_take(tmf_ops_t *ctx, unsigned slot, tmf_block_t *out);
+void tmf_ops_put(tmf_ops_t *ctx, unsigned slot, const tmf_block_t *b);
+/* Checks the block's contents and gives it back to tinymalloc. */
+void tmf_ops_release(const tmf_block_t *b);
+uint64_t tmf_ops_new_id(tmf_ops_t *ctx);
+
+#endif
