@@ -11,6 +11,7 @@ endif()
 option(TINYMALLOC_ASAN "Poison tinymalloc blocks for AddressSanitizer (ON when CMAKE_C_FLAGS has -fsanitize=address)"
        ${_tm_asan_default})
 option(TINYMALLOC_VALGRIND "Describe tinymalloc blocks to Valgrind memcheck with client requests" OFF)
+option(TINYMALLOC_MEMCHECK_SUITE "Run every test executable under memcheck (with TINYMALLOC_VALGRIND)" OFF)
 
 if(TINYMALLOC_ASAN AND TINYMALLOC_VALGRIND)
   message(FATAL_ERROR "TINYMALLOC_ASAN and TINYMALLOC_VALGRIND exclude each other: an ASan binary cannot run under Valgrind")
@@ -35,6 +36,21 @@ elseif(TINYMALLOC_VALGRIND)
     message(FATAL_ERROR "TINYMALLOC_VALGRIND needs <valgrind/memcheck.h> (Debian package valgrind)")
   endif()
   list(APPEND TM_TRACK_DEFINITIONS TM_TRACK_VALGRIND=1)
+  # One memcheck command line for the bug programs and the whole suite: any
+  # error or definite/indirect leak fails the run, and memcheck sees
+  # tinymalloc only through its client requests, even in a program that
+  # links tinymalloc's malloc statically.
+  find_program(TM_VALGRIND_EXECUTABLE valgrind)
+  set(TM_MEMCHECK_COMMAND ${TM_VALGRIND_EXECUTABLE} --tool=memcheck --error-exitcode=99 --leak-check=full
+      --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect
+      --soname-synonyms=somalloc=nouserintercepts --num-callers=16 --trace-children=yes)
+  if(TINYMALLOC_MEMCHECK_SUITE)
+    if(NOT TM_VALGRIND_EXECUTABLE)
+      message(FATAL_ERROR "TINYMALLOC_MEMCHECK_SUITE needs valgrind")
+    endif()
+    # add_test() runs an executable target through the emulator.
+    set(CMAKE_CROSSCOMPILING_EMULATOR ${TM_MEMCHECK_COMMAND})
+  endif()
   if(CMAKE_C_COMPILER_ID MATCHES "Clang")
     # Valgrind 3.19 cannot read clang 14's default DWARF 5.
     add_compile_options(-gdwarf-4)

@@ -21,8 +21,9 @@
  *   ASan's and memcheck's own malloc_usable_size return), so a program that
  *   uses every "usable" byte stays correct and p[n] is still caught. The core
  *   copies this many bytes when realloc moves a block.
- * - tm_track_resize ignores old_requested (the core may pass the old usable
- *   size there); the backends recover the exact old size themselves. */
+ * - tm_track_resize must get as old_requested what tm_track_usable_size
+ *   returned before the block changed (memcheck rejects any other old size
+ *   with "Invalid free()"); ASan does not need it. */
 
 #if defined(TM_TRACK_ASAN) && defined(TM_TRACK_VALGRIND)
 #error "tinymalloc: choose one tracking backend (TM_TRACK_ASAN or TM_TRACK_VALGRIND)"
@@ -51,7 +52,7 @@
 /* track.c: LeakSanitizer root regions, so that system-malloc pointers stored
  * only in tinymalloc blocks are not reported as leaks. */
 void tm_track_roots_add(void *p, size_t size) __attribute__((visibility("hidden")));
-void tm_track_roots_remove(void *p, size_t size) __attribute__((visibility("hidden")));
+void tm_track_roots_remove(void *p) __attribute__((visibility("hidden")));
 #endif
 
 #if defined(TM_TRACK_VALGRIND)
@@ -94,7 +95,7 @@ static inline void tm_track_os_map(void *p, size_t size)
 static inline void tm_track_os_unmap(void *p, size_t size)
 {
 #if defined(TM_TRACK_ASAN)
-  tm_track_roots_remove(p, size);
+  tm_track_roots_remove(p);
   __asan_unpoison_memory_region(p, size);
 #elif defined(TM_TRACK_VALGRIND)
   VALGRIND_MAKE_MEM_NOACCESS(p, size);
@@ -151,17 +152,20 @@ static inline void tm_track_free(void *p, size_t usable)
  * for old_requested). */
 static inline void tm_track_resize(void *p, size_t old_requested, size_t new_requested, size_t usable)
 {
-  (void)old_requested;
 #if defined(TM_TRACK_ASAN)
+  (void)old_requested;
   __asan_poison_memory_region((char *)p + new_requested, usable - new_requested);
   __asan_unpoison_memory_region(p, new_requested);
 #elif defined(TM_TRACK_VALGRIND)
   if (RUNNING_ON_VALGRIND) {
-    size_t old = tm_track_valgrind_requested(p, usable);
-    VALGRIND_RESIZEINPLACE_BLOCK(p, old, new_requested, 0);
+    /* No probe here: a large block's pages may already have been unmapped
+     * or gained (mremap), so only old_requested can say the old size. */
+    VALGRIND_RESIZEINPLACE_BLOCK(p, old_requested, new_requested, 0);
+    /* A large block grown by mremap gets fresh, accessible pages. */
+    VALGRIND_MAKE_MEM_NOACCESS((char *)p + new_requested, usable - new_requested);
   }
 #else
-  (void)p; (void)new_requested; (void)usable;
+  (void)p; (void)old_requested; (void)new_requested; (void)usable;
 #endif
 }
 

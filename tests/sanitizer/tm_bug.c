@@ -1,0 +1,231 @@
+/* tm_bug commits exactly one memory bug on tinymalloc memory, chosen by name
+ * (tm_bug overflow-small-write), so that a test can assert the report of the
+ * watching tool (ASan or memcheck). Before the bug it prints the address it
+ * is about to touch ("tm_bug: target 0x...") so the test can check that the
+ * report names that very byte. It must never commit a second bug. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tinymalloc.h"
+
+#define SMALL_SIZE 24        /* class 32: the overflowing byte is slack */
+#define MEDIUM_SIZE 40000    /* a run of 10 pages: slack again */
+#define LARGE_SIZE (3u << 20) /* its own mapping */
+
+/* The compiler must neither drop nor reorder the faulting access. */
+static volatile unsigned char sink;
+
+static void announce(const void *target)
+{
+  fprintf(stderr, "tm_bug: target %p\n", target);
+}
+
+static void touch_write(unsigned char *p)
+{
+  announce(p);
+  *(volatile unsigned char *)p = 0x5a;
+}
+
+static void touch_read(unsigned char *p)
+{
+  announce(p);
+  sink = *(volatile unsigned char *)p;
+}
+
+/* Fills the block so that only the bug itself can be reported. */
+static unsigned char *filled(unsigned char *p, size_t n)
+{
+  if (p == NULL) {
+    fprintf(stderr, "tm_bug: allocation failed\n");
+    exit(2);
+  }
+  memset(p, 0xab, n);
+  return p;
+}
+
+static int overflow_small_write(void)
+{
+  unsigned char *p = filled(tinymalloc(SMALL_SIZE), SMALL_SIZE);
+  touch_write(p + SMALL_SIZE);
+  tinyfree(p);
+  return 0;
+}
+
+static int overflow_small_read(void)
+{
+  unsigned char *p = filled(tinymalloc(SMALL_SIZE), SMALL_SIZE);
+  touch_read(p + SMALL_SIZE);
+  tinyfree(p);
+  return 0;
+}
+
+static int overflow_medium_write(void)
+{
+  unsigned char *p = filled(tinymalloc(MEDIUM_SIZE), MEDIUM_SIZE);
+  touch_write(p + MEDIUM_SIZE);
+  tinyfree(p);
+  return 0;
+}
+
+static int overflow_medium_read(void)
+{
+  unsigned char *p = filled(tinymalloc(MEDIUM_SIZE), MEDIUM_SIZE);
+  touch_read(p + MEDIUM_SIZE);
+  tinyfree(p);
+  return 0;
+}
+
+static int overflow_memalign_write(void)
+{
+  unsigned char *p = filled(tinymemalign(256, 40), 40);
+  touch_write(p + 40);
+  tinyfree(p);
+  return 0;
+}
+
+static int overflow_memalign_read(void)
+{
+  void *v = NULL;
+  if (tinyposix_memalign(&v, 4096, 5000) != 0) v = NULL;
+  unsigned char *p = filled(v, 5000);
+  touch_read(p + 5000);
+  tinyfree(p);
+  return 0;
+}
+
+static int overflow_large_write(void)
+{
+  unsigned char *p = filled(tinymalloc(LARGE_SIZE + 1), LARGE_SIZE + 1);
+  touch_write(p + LARGE_SIZE + 1);
+  tinyfree(p);
+  return 0;
+}
+
+static int use_after_free_small(void)
+{
+  unsigned char *p = filled(tinymalloc(SMALL_SIZE), SMALL_SIZE);
+  tinyfree(p);
+  touch_read(p);
+  return 0;
+}
+
+static int use_after_free_small_write(void)
+{
+  unsigned char *p = filled(tinymalloc(64), 64);
+  tinyfree(p);
+  touch_write(p + 8);
+  return 0;
+}
+
+static int use_after_free_medium(void)
+{
+  unsigned char *p = filled(tinymalloc(MEDIUM_SIZE), MEDIUM_SIZE);
+  tinyfree(p);
+  touch_read(p + 100);
+  return 0;
+}
+
+static int use_after_free_large(void)
+{
+  unsigned char *p = filled(tinymalloc(LARGE_SIZE), LARGE_SIZE);
+  tinyfree(p);
+  touch_read(p + 100);
+  return 0;
+}
+
+static int overflow_after_shrink(void)
+{
+  unsigned char *p = filled(tinymalloc(100), 100);
+  unsigned char *q = tinyrealloc(p, 40);
+  if (q == NULL) return 2;
+  touch_write(q + 40);
+  tinyfree(q);
+  return 0;
+}
+
+static int overflow_after_shrink_medium(void)
+{
+  unsigned char *p = filled(tinymalloc(MEDIUM_SIZE), MEDIUM_SIZE);
+  unsigned char *q = tinyrealloc(p, MEDIUM_SIZE - 3000);
+  if (q == NULL) return 2;
+  touch_read(q + MEDIUM_SIZE - 3000);
+  tinyfree(q);
+  return 0;
+}
+
+static int calloc_overflow_read(void)
+{
+  unsigned char *p = tinycalloc(10, 3);
+  if (p == NULL) return 2;
+  touch_read(p + 30);
+  tinyfree(p);
+  return 0;
+}
+
+static int uninitialised_read(void)
+{
+  unsigned char *p = tinymalloc(SMALL_SIZE);
+  if (p == NULL) return 2;
+  announce(p + 5);
+  /* A branch on a never-written byte: memcheck's "uninitialised value". */
+  if (((volatile unsigned char *)p)[5] == 0x42) sink = 1;
+  else sink = 2;
+  tinyfree(p);
+  return 0;
+}
+
+/* Kept out of main so that no register or stack slot of main holds it. */
+static __attribute__((noinline)) void leak_one_block(void)
+{
+  unsigned char *volatile p = filled(tinymalloc(48), 48);
+  announce((void *)p);
+  p = NULL;
+}
+
+static int leaked_block(void)
+{
+  /* Two blocks of the class first, so the leaked one is not a slab's first
+   * block (whose address tinymalloc's metadata may legitimately hold). */
+  void *keep[2] = { tinymalloc(48), tinymalloc(48) };
+  leak_one_block();
+  tinyfree(keep[0]);
+  tinyfree(keep[1]);
+  return 0;
+}
+
+typedef struct bug_case_s {
+  const char *name;
+  int (*run)(void);
+} bug_case_t;
+
+static const bug_case_t cases[] = {
+  { "overflow-small-write", overflow_small_write },
+  { "overflow-small-read", overflow_small_read },
+  { "overflow-medium-write", overflow_medium_write },
+  { "overflow-medium-read", overflow_medium_read },
+  { "overflow-memalign-write", overflow_memalign_write },
+  { "overflow-memalign-read", overflow_memalign_read },
+  { "overflow-large-write", overflow_large_write },
+  { "use-after-free-small", use_after_free_small },
+  { "use-after-free-small-write", use_after_free_small_write },
+  { "use-after-free-medium", use_after_free_medium },
+  { "use-after-free-large", use_after_free_large },
+  { "overflow-after-shrink", overflow_after_shrink },
+  { "overflow-after-shrink-medium", overflow_after_shrink_medium },
+  { "calloc-overflow-read", calloc_overflow_read },
+  { "uninitialised-read", uninitialised_read },
+  { "leaked-block", leaked_block },
+};
+
+int main(int argc, char **argv)
+{
+  if (argc != 2) {
+    fprintf(stderr, "usage: tm_bug CASE\n");
+    return 2;
+  }
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    if (strcmp(argv[1], cases[i].name) == 0) return cases[i].run();
+  fprintf(stderr, "tm_bug: unknown case %s\n", argv[1]);
+  return 2;
+}
