@@ -1,0 +1,72 @@
+# fuzz/lib.sh: shell helpers shared by ci/fuzz.sh, ci/fuzz-tests.sh,
+# fuzz/prove-bugs.sh and fuzz/oss-fuzz-build.sh (sourced, never run): package
+# installation, the build flavours under build/fuzz-*, and logging. It must
+# never touch anything outside build/fuzz-* (and corpus/ when merging).
+
+TMF_HARNESSES=(ops threads misuse)
+
+tmf_log() { printf '[fuzz %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# Installs the packages listed in ci/packages-fuzz.txt that are missing.
+tmf_install_packages() {
+  local root=$1 missing=() pkg
+  while read -r pkg; do
+    pkg=${pkg%%#*}
+    pkg=${pkg//[[:space:]]/}
+    [ -n "$pkg" ] || continue
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done <"$root/ci/packages-fuzz.txt"
+  [ ${#missing[@]} -gt 0 ] || return 0
+  tmf_log "installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# tmf_build SRC_ROOT BUILD_DIR TARGETS... -- CMAKE_ARGS...
+# Configures (once) and builds the given targets; the log is printed on failure.
+tmf_build() {
+  local src=$1 dir=$2
+  shift 2
+  local targets=() args=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do targets+=("$1"); shift; done
+  [ $# -gt 0 ] && shift
+  args=("$@")
+  mkdir -p "$dir"
+  local log=$dir/build.log
+  if [ ! -f "$dir/CMakeCache.txt" ]; then
+    if ! cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTINYMALLOC_TESTS=OFF \
+      "${args[@]}" >"$log" 2>&1; then
+      cat "$log" >&2
+      return 1
+    fi
+  fi
+  if ! cmake --build "$dir" -j "$(nproc)" --target "${targets[@]}" >>"$log" 2>&1; then
+    tail -n 60 "$log" >&2
+    return 1
+  fi
+}
+
+# The build flavours. Each prints nothing on success.
+tmf_build_plain() { tmf_build "$1" "$1/build/fuzz-plain" "${@:2}" -- ; }
+tmf_build_libfuzzer() { tmf_build "$1" "$1/build/fuzz-libfuzzer" "${@:2}" -- -DCMAKE_C_COMPILER=clang -DTINYMALLOC_FUZZ=ON; }
+tmf_build_afl() {
+  tmf_build "$1" "$1/build/fuzz-afl" "${@:2}" -- -DCMAKE_C_COMPILER=afl-clang-fast
+}
+tmf_build_tsan() { tmf_build "$1" "$1/build/fuzz-tsan" "${@:2}" -- -DCMAKE_C_COMPILER=clang -DTMF_SANITIZE=thread; }
+tmf_build_valgrind() { tmf_build "$1" "$1/build/fuzz-valgrind" "${@:2}" -- -DCMAKE_C_COMPILER=clang -DTMF_TRACK=valgrind; }
+tmf_build_coverage() { tmf_build "$1" "$1/build/fuzz-cov" "${@:2}" -- -DCMAKE_C_COMPILER=clang -DTMF_COVERAGE=ON; }
+
+# Every target of a flavour for the given harnesses, e.g. tmf_targets fuzz ops threads.
+tmf_targets() {
+  local prefix=$1 h
+  shift
+  for h in "$@"; do printf '%s_%s\n' "$prefix" "$h"; done
+}
+
+# The AFL++ environment for headless runs on a shared machine.
+tmf_afl_env() {
+  export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1
+  export AFL_SKIP_CRASHES=1 AFL_NO_FORKSRV_WARN=1
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# fuzz/oss-fuzz-build.sh: the OSS-Fuzz / ClusterFuzzLite build script. Uses
+# their conventions ($CC, $CFLAGS, $LIB_FUZZING_ENGINE, $OUT, optional $SRC
+# and $WORK) to build fuzz_<harness> for every harness, and puts next to each
+# target its dictionary, options and seed corpus zip. Test it locally with
+# ci/fuzz-tests.sh (which sets the variables as that infrastructure does).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+: "${CC:=clang}" "${CFLAGS:=}" "${LIB_FUZZING_ENGINE:=-fsanitize=fuzzer}"
+: "${OUT:?OUT must name the output directory}"
+work=${WORK:-$(mktemp -d)}
+mkdir -p "$OUT" "$work/tinymalloc-objs"
+
+# The tracking backend follows the sanitizer: ASan poisons tinymalloc's
+# blocks; under MSan/UBSan-only builds the core runs untracked.
+defs=(-D_GNU_SOURCE)
+case " $CFLAGS " in *-fsanitize=address*) defs+=(-DTM_TRACK_ASAN=1) ;; esac
+core_flags=(-std=c11 -fvisibility=hidden -fno-builtin-malloc -fno-builtin-calloc -fno-builtin-realloc
+  -fno-builtin-free -ftls-model=initial-exec -Wall)
+
+# shellcheck disable=SC2086 # CFLAGS is a flag list by convention
+objs=()
+for f in "$root"/src/*.c; do
+  case $(basename "$f") in override.c) continue ;; esac # the malloc symbols are not fuzzed here
+  o=$work/tinymalloc-objs/$(basename "$f" .c).o
+  $CC $CFLAGS "${core_flags[@]}" "${defs[@]}" -I"$root/include" -I"$root/src" -c "$f" -o "$o"
+  objs+=("$o")
+done
+for h in ops threads misuse; do
+  hobjs=()
+  for f in common.c shadow.c ops.c "harness_$h.c" libfuzzer_main.c; do
+    o=$work/tinymalloc-objs/$h-$(basename "$f" .c).o
+    $CC $CFLAGS -std=c11 -D_GNU_SOURCE -Wall -I"$root/include" -I"$root/fuzz" -c "$root/fuzz/$f" -o "$o"
+    hobjs+=("$o")
+  done
+  $CC $CFLAGS $LIB_FUZZING_ENGINE "${hobjs[@]}" "${objs[@]}" -lpthread -o "$OUT/fuzz_$h"
+  cp "$root/fuzz/$h.dict" "$OUT/fuzz_$h.dict"
+  printf '[libfuzzer]\nmax_len = 4096\ndict = fuzz_%s.dict\n' "$h" >"$OUT/fuzz_$h.options"
+  rm -f "$OUT/fuzz_${h}_seed_corpus.zip"
+  (cd "$root/corpus/$h" && zip -q -j "$OUT/fuzz_${h}_seed_corpus.zip" ./*)
+done
+echo "oss-fuzz-build: built $(ls "$OUT"/fuzz_* | grep -vcE '\.(dict|options|zip)$') targets in $OUT"
