@@ -59,8 +59,8 @@ size_t tmf_read_alignment(tmf_reader_t *r);
  * Blocks up to TMF_FULL_PATTERN_BYTES are covered whole; larger ones on their
  * first and last TMF_EDGE_PATTERN_BYTES (the middle of a multi-MiB block
  * would cost more than it finds). */
-#define TMF_FULL_PATTERN_BYTES ((size_t)256 << 10)
-#define TMF_EDGE_PATTERN_BYTES ((size_t)64 << 10)
+#define TMF_FULL_PATTERN_BYTES ((size_t)64 << 10)
+#define TMF_EDGE_PATTERN_BYTES ((size_t)16 << 10)
 
 /* Writes the pattern of block `id` into [from, to) of a block of `usable`
  * bytes (only the covered parts). */
@@ -82,16 +82,27 @@ typedef struct tmf_block_s {
   uint64_t id;       /* pattern seed */
 } tmf_block_t;
 
-/* Live blocks ordered by address. Inserting checks that the new block's
- * usable extent overlaps neither neighbour, so no two live blocks ever
- * overlap. Not thread-safe by itself: the threaded harness holds a lock. */
+/* Live blocks ordered by address: a treap (binary search tree with
+ * pseudo-random priorities, expected O(log n) per operation) over a node pool
+ * indexed from 1. Inserting checks that the new block's usable extent
+ * overlaps neither neighbour, so no two live blocks ever overlap. Not
+ * thread-safe by itself: the threaded harness holds a lock. */
+typedef struct tmf_shadow_node_s {
+  tmf_block_t block;
+  uint32_t left, right; /* 0 = none; also the free-list link */
+  uint32_t priority;
+  uint32_t subtree; /* nodes in this subtree, for tmf_shadow_nth */
+} tmf_shadow_node_t;
+
 typedef struct tmf_shadow_s {
-  tmf_block_t *blocks;
+  tmf_shadow_node_t *nodes; /* nodes[0] is unused */
+  uint32_t capacity;
+  uint32_t free_list;
+  uint32_t used; /* nodes ever taken from the pool */
+  uint32_t root;
   size_t count;
-  size_t capacity;
   size_t requested_bytes; /* sum of `requested` over live blocks */
   size_t usable_bytes;    /* sum of `usable` over live blocks */
-  uint64_t next_id;
 } tmf_shadow_t;
 
 void tmf_shadow_init(tmf_shadow_t *s);
@@ -102,6 +113,8 @@ void tmf_shadow_insert(tmf_shadow_t *s, const tmf_block_t *b);
 tmf_block_t tmf_shadow_remove(tmf_shadow_t *s, uintptr_t addr);
 /* The live block whose usable extent contains addr, or NULL. */
 const tmf_block_t *tmf_shadow_find_containing(const tmf_shadow_t *s, uintptr_t addr);
+/* The live block with the i-th lowest address (i < count). */
+const tmf_block_t *tmf_shadow_nth(const tmf_shadow_t *s, size_t i);
 /* Checks ordering, non-overlap and the contents of every live block. */
 void tmf_shadow_verify_all(const tmf_shadow_t *s);
 
@@ -115,9 +128,12 @@ tmf_block_t tmf_block_adopt(void *p, size_t requested, size_t alignment, uint64_
 /* Fails unless tinymalloc's statistics count exactly `blocks` live blocks and
  * at least `usable_bytes` live bytes (call only when other threads are quiet). */
 void tmf_expect_live(size_t blocks, size_t usable_bytes);
+/* The start of every input: the first call warms the allocator up and
+ * records the mapped-bytes baseline (metadata only). */
+void tmf_begin_input(void);
 /* The end of every input: nothing may be live, trim must release every
- * segment and large mapping, mapped memory must fall back to the baseline of
- * the first input and tinymalloc_check() must pass. Afterwards the allocator
+ * segment and large mapping, mapped memory must fall back to the baseline
+ * and tinymalloc_check() must pass. Afterwards the allocator
  * is in the state the next input expects. */
 void tmf_end_of_input(void);
 /* Installs the handler that turns any misuse report into a failure (for

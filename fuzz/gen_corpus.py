@@ -123,6 +123,18 @@ def ops_seeds():
     s["segment-churn"] = b"".join(op(MALLOC, i, sz(1 << 20)) for i in range(12)) + op(FREE_RANGE, 0, 12) + \
         op(TRIM) + b"".join(op(MALLOC, i, sz(900000)) for i in range(12)) + op(FREE_RANGE, 0, 6) + op(TRIM) + \
         b"".join(op(MALLOC, 20 + i, sz(4000)) for i in range(40)) + op(CHECK)
+    # several aligned blocks of one kind live at once: only the second and
+    # later blocks of a slab show a class whose size is not a multiple
+    many = b""
+    slot = 0
+    for shift in (5, 6, 7, 8, 9, 10, 11, 12, 13, 14):
+        for n in (24, 48, 80, 100, 200, 300, 700, 1500, 3000, 9000):
+            for k in range(3):
+                code = (MEMALIGN, POSIX_MEMALIGN, ALIGNED_ALLOC)[k]
+                many += op(code, slot % 256, align(shift), sz(n))
+                slot += 1
+        many += op(FREE_RANGE, 0, 255)
+    s["aligned-many"] = many + op(CHECK)
     s["mixed"] = bytes((i * 37 + 11) % 256 for i in range(600))
     return s
 
@@ -171,6 +183,13 @@ def threads_seeds():
     churn = b"".join(op(MALLOC, i % 16, sz(24 + i)) + op(FREE, (i + 5) % 16) for i in range(200))
     s["churn-3"] = streams(1, churn, churn.replace(bytes([FREE]), bytes([REALLOC_ZERO])), churn + op(TRIM))
     s["trim-race"] = streams(0, alloc + op(TRIM) + frees, op(TRIM) + op(BULK_ALLOC, u16(500), sz(64)) + op(TRIM) + op(BULK_FREE, 0))
+    # two threads churning medium runs in the same arena at the same time
+    def medium_loop(base):
+        return b"".join(op(MALLOC, base + i % 8, sz(20000 + 4096 * (i % 7))) + op(FREE, base + (i + 3) % 8)
+                        for i in range(150))
+    s["medium-race"] = streams(0, medium_loop(0), medium_loop(16))
+    s["medium-race-3"] = streams(1, medium_loop(0) + op(BULK_ALLOC, u16(300), sz(100)), medium_loop(16),
+                                 b"".join(op(REALLOC, i % 8, sz(30000 + 8192 * (i % 5))) for i in range(100)))
     s["mixed"] = bytes([4]) + bytes((i * 29 + 3) % 256 for i in range(700))
     return s
 

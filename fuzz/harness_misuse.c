@@ -82,7 +82,7 @@ static void *pick_bad_pointer(tmf_ops_t *ctx, tmf_reader_t *r, char *stack_bytes
   case 3: { /* just before or after a live block, or between blocks */
     uintptr_t base = ctx->slots[kind % TMF_SLOTS];
     if (base == 0)
-      base = ctx->shadow.count ? ctx->shadow.blocks[delta % ctx->shadow.count].addr : (uintptr_t)stack_bytes;
+      base = ctx->shadow.count ? tmf_shadow_nth(&ctx->shadow, delta % ctx->shadow.count)->addr : (uintptr_t)stack_bytes;
     addr = (kind & 0x80) ? base - 1 - (delta % 65536) : base + (delta % 65536) * 16;
     break;
   }
@@ -90,7 +90,7 @@ static void *pick_bad_pointer(tmf_ops_t *ctx, tmf_reader_t *r, char *stack_bytes
     addr = (uintptr_t)(tmf_read_u64(r) & 0x7ffffffffff0ull);
     break;
   default: /* within 16 MiB of a segment boundary near a live block */
-    addr = ctx->shadow.count ? ctx->shadow.blocks[delta % ctx->shadow.count].addr : (uintptr_t)stack_bytes;
+    addr = ctx->shadow.count ? tmf_shadow_nth(&ctx->shadow, delta % ctx->shadow.count)->addr : (uintptr_t)stack_bytes;
     addr = (addr & ~(uintptr_t)0x3fffff) + ((uintptr_t)(kind >> 3) << 19) - ((uintptr_t)1 << 23) +
            (delta & 0xfff0);
     break;
@@ -173,6 +173,7 @@ int tmf_harness_run(const uint8_t *data, size_t size)
   void *system_block = malloc(64);
   TMF_REQUIRE(system_block != NULL, "system malloc failed");
   tinymalloc_set_error_handler(counting_handler, NULL);
+  tmf_begin_input();
   tmf_reader_t r;
   tmf_reader_init(&r, data, size);
   tmf_ops_init(&ctx, false);
@@ -187,6 +188,7 @@ int tmf_harness_run(const uint8_t *data, size_t size)
       TMF_REQUIRE(reports.count == 0, "op %u: unexpected misuse report about %p", opcode, reports.ptr);
     tmf_ops_expect_stats(&ctx);
   }
+  expect_begin();
   tmf_ops_finish(&ctx);
   TMF_REQUIRE(reports.count == 0, "unexpected misuse report about %p while freeing", reports.ptr);
   tmf_end_of_input();

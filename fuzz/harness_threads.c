@@ -82,6 +82,7 @@ int tmf_harness_run(const uint8_t *data, size_t size)
     tmf_install_strict_handler();
     initialised = true;
   }
+  tmf_begin_input();
   if (size == 0)
     return 0;
   unsigned threads = 2 + data[0] % 3;

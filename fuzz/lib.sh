@@ -25,7 +25,8 @@ tmf_install_packages() {
 }
 
 # tmf_build SRC_ROOT BUILD_DIR TARGETS... -- CMAKE_ARGS...
-# Configures (once) and builds the given targets; the log is printed on failure.
+# Configures (once) and builds the given targets; the log is printed on
+# failure. $TMF_CMAKE_ARGS adds configure arguments to every build.
 tmf_build() {
   local src=$1 dir=$2
   shift 2
@@ -37,7 +38,7 @@ tmf_build() {
   local log=$dir/build.log
   if [ ! -f "$dir/CMakeCache.txt" ]; then
     if ! cmake -S "$src" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTINYMALLOC_TESTS=OFF \
-      "${args[@]}" >"$log" 2>&1; then
+      "${args[@]}" ${TMF_CMAKE_ARGS:-} >"$log" 2>&1; then
       cat "$log" >&2
       return 1
     fi
