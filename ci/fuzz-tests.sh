@@ -31,6 +31,7 @@ tmf_build_plain "$root" $(tmf_targets replay "${H[@]}")
 for h in "${H[@]}"; do
   "$root/build/fuzz-plain/fuzz/replay_$h" "$root/corpus/$h" || fail "replay_$h over corpus/$h"
 done
+tmf_replay_with_env_options "$root/build/fuzz-plain/fuzz" "$root" || fail "replay with TINYMALLOC_* options set"
 
 step "replay corpus under Valgrind memcheck (Valgrind tracking backend, -gdwarf-4)"
 tmf_build_valgrind "$root" $(tmf_targets replay "${H[@]}")

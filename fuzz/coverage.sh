@@ -24,6 +24,11 @@ for h in "${harnesses[@]}"; do
     { tail -n 5 "$dir/replay-$h.log" >&2; exit 1; }
   objects+=(-object "$dir/fuzz/replay_$h")
 done
+# The same corpus once more under options taken from the environment.
+if [ ${#harnesses[@]} -eq 3 ]; then
+  LLVM_PROFILE_FILE="$dir/profiles/env-%p.profraw" tmf_replay_with_env_options "$dir/fuzz" "$root" ||
+    { echo "replay with environment options failed" >&2; exit 1; }
+fi
 llvm-profdata merge -sparse "$dir"/profiles/*.profraw -o "$dir/merged.profdata"
 sources=()
 for f in "$root"/src/*.c "$root"/src/*.h; do

@@ -11,7 +11,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 (MALLOC, CALLOC, REALLOC, REALLOC_ZERO, FREE, MEMALIGN, POSIX_MEMALIGN, ALIGNED_ALLOC,
  USABLE_SIZE, CHECK, REALLOCARRAY, BAD_REQUEST, TRIM, FREE_RANGE, BURST, OPTION,
  BULK_ALLOC, BULK_FREE) = range(18)
-DOUBLE_FREE, INTERIOR_FREE, FOREIGN_FREE, BAD_REALLOC, BAD_USABLE = range(18, 23)
+DOUBLE_FREE, INTERIOR_FREE, FOREIGN_FREE, BAD_REALLOC, BAD_USABLE, REMOTE_DOUBLE_FREE = range(18, 24)
 YIELD, SPIN, EXIT = range(18, 21)
 MARKER = b"\xff\xfeTM"
 
@@ -96,7 +96,7 @@ def ops_seeds():
     s["usable-check-trim"] = b"".join(op(MALLOC, i, sz(n)) for i, n in enumerate(SMALL + MEDIUM + LARGE)) + \
         b"".join(op(USABLE_SIZE, i) for i in range(32)) + op(FREE_RANGE, 0, 3) + op(FREE_RANGE, 18, 4) + \
         op(TRIM) + op(CHECK) + op(OPTION, 1, 0) + op(FREE_RANGE, 5, 6) + op(TRIM) + op(CHECK) + op(OPTION, 1, 25)
-    s["bad-requests"] = b"".join(op(BAD_REQUEST, v, k) for v in range(8) for k in (0, 1, 7)) + \
+    s["bad-requests"] = b"".join(op(BAD_REQUEST, v, k) for v in range(9) for k in (0, 1, 7)) + \
         op(MALLOC, 3, sz(100)) + op(MALLOC, 1, sz(50000)) + op(MALLOC, 7, sz(2 << 20)) + \
         op(BAD_REQUEST, 4, 3) + op(BAD_REQUEST, 4, 1) + op(BAD_REQUEST, 4, 7) + op(CHECK)
     burst = b""
@@ -157,6 +157,24 @@ def misuse_seeds():
         op(OPTION, 4, 1) + op(MALLOC, 9, sz(50)) + op(FREE, 9) + op(BAD_REALLOC, 3, u16(0)) + sz(10)
     s["freed-slab"] = op(BURST, 0, 15, sz(4096)) + op(FREE_RANGE, 0, 15) + op(DOUBLE_FREE, 15) + op(TRIM) + \
         op(MALLOC, 0, sz(3 << 20)) + op(DOUBLE_FREE, 0) + op(MALLOC, 1, sz(70000)) + op(DOUBLE_FREE, 1) + op(CHECK)
+    sizes = [24, 5000, 16384, 40000, 800000, 2 << 20]
+    stale = b"".join(op(MALLOC, i, sz(n)) for i, n in enumerate(sizes))
+    for i in range(6):
+        stale += op(DOUBLE_FREE, i) + op(FOREIGN_FREE, 6, u16(0)) + op(BAD_REALLOC, 6, u16(0)) + sz(64) + \
+            op(BAD_USABLE, 6, u16(0))
+    s["stale-pointers"] = stale
+    remote = b""
+    for i, n in enumerate(sizes * 2):
+        remote += op(MALLOC, i, sz(n)) + op(REMOTE_DOUBLE_FREE, i)
+    s["remote-double-free"] = remote + op(BURST, 40, 10, sz(128)) + op(REMOTE_DOUBLE_FREE, 41) + \
+        op(REMOTE_DOUBLE_FREE, 42) + op(CHECK)
+    # a released slab: free a whole slab's worth of blocks of several classes,
+    # trim, then free a stale pointer into the released slot
+    rel = b""
+    for n in (1024, 2048, 4096, 8192):
+        rel += op(BURST, 0, 63, sz(n)) + op(FREE_RANGE, 1, 63) + op(DOUBLE_FREE, 0) + op(TRIM) + \
+            op(FOREIGN_FREE, 6, u16(0))
+    s["released-slab"] = rel
     s["mixed"] = bytes((i * 53 + 5) % 256 for i in range(500))
     return s
 
@@ -190,6 +208,11 @@ def threads_seeds():
     s["medium-race"] = streams(0, medium_loop(0), medium_loop(16))
     s["medium-race-3"] = streams(1, medium_loop(0) + op(BULK_ALLOC, u16(300), sz(100)), medium_loop(16),
                                  b"".join(op(REALLOC, i % 8, sz(30000 + 8192 * (i % 5))) for i in range(100)))
+    # the owner fills slabs, another thread frees into them while the owner
+    # spins, then the owner allocates again: remote frees merged into full slabs
+    fill = b"".join(op(BURST, 16 * k, 15, sz(n)) for k, n in enumerate([4096, 8192, 16384, 2048]))
+    s["remote-refill"] = streams(0, fill + op(SPIN, 255) * 8 + b"".join(op(MALLOC, 100 + i, sz(4096)) for i in range(40)),
+                                 op(SPIN, 255) * 2 + op(FREE_RANGE, 0, 64))
     s["mixed"] = bytes([4]) + bytes((i * 29 + 3) % 256 for i in range(700))
     return s
 
@@ -231,7 +254,9 @@ def dictionary(harness):
         for name, data in [("double_free", op(DOUBLE_FREE, 1)), ("interior_free", op(INTERIOR_FREE, 1, u16(8))),
                            ("foreign_free", op(FOREIGN_FREE, 3, u16(16))),
                            ("bad_realloc", op(BAD_REALLOC, 0x83, u16(1)) + sz(64)),
-                           ("bad_usable_size", op(BAD_USABLE, 5, u16(32)))]:
+                           ("bad_usable_size", op(BAD_USABLE, 5, u16(32))),
+                           ("remote_double_free", op(REMOTE_DOUBLE_FREE, 1)),
+                           ("stale_free", op(FOREIGN_FREE, 6, u16(0)))]:
             lines.append('op_%s="%s"' % (name, esc(data)))
     if harness == "threads":
         lines.append('stream_marker="%s"' % esc(MARKER))

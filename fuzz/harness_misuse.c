@@ -1,8 +1,10 @@
 /* Harness "misuse": the ops of harness "ops" plus deliberate double frees,
  * interior, near-miss, wild and foreign frees, and invalid realloc and
- * usable_size calls, with an error handler installed. Every misuse must be
+ * usable_size calls, and double frees where one of the two frees comes from
+ * another thread, with an error handler installed. Every misuse must be
  * reported exactly once, change nothing, and leave tinymalloc_check() clean. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "ops.h"
@@ -15,6 +17,7 @@ enum misuse_opcode_e {
   MISUSE_FOREIGN_FREE,
   MISUSE_BAD_REALLOC,
   MISUSE_BAD_USABLE_SIZE,
+  MISUSE_REMOTE_DOUBLE_FREE,
   MISUSE_OPCODE_COUNT
 };
 
@@ -63,13 +66,15 @@ static void expect_heap_clean(tmf_ops_t *ctx)
  * global, system-heap, near-miss and wild addresses. Returns NULL when the
  * pick lands on a live block (that would not be a misuse). */
 static char global_bytes[64];
+/* The block most recently given back by a misuse op: a stale pointer. */
+static uintptr_t last_freed;
 
 static void *pick_bad_pointer(tmf_ops_t *ctx, tmf_reader_t *r, char *stack_bytes, void *system_block)
 {
   uint8_t kind = tmf_read_u8(r);
   uint16_t delta = tmf_read_u16(r);
   uintptr_t addr;
-  switch (kind % 6) {
+  switch (kind % 7) {
   case 0:
     addr = (uintptr_t)(stack_bytes + (delta % 48));
     break;
@@ -89,7 +94,10 @@ static void *pick_bad_pointer(tmf_ops_t *ctx, tmf_reader_t *r, char *stack_bytes
   case 4: /* 16-aligned, anywhere in the low 47-bit address space */
     addr = (uintptr_t)(tmf_read_u64(r) & 0x7ffffffffff0ull);
     break;
-  default: /* within 16 MiB of a segment boundary near a live block */
+  case 6: /* a block freed earlier: double free, stale realloc, stale usable_size */
+    addr = last_freed ? last_freed : (uintptr_t)global_bytes;
+    break;
+  default: /* within 8 MiB of a segment boundary near a live block */
     addr = ctx->shadow.count ? tmf_shadow_nth(&ctx->shadow, delta % ctx->shadow.count)->addr : (uintptr_t)stack_bytes;
     addr = (addr & ~(uintptr_t)0x3fffff) + ((uintptr_t)(kind >> 3) << 19) - ((uintptr_t)1 << 23) +
            (delta & 0xfff0);
@@ -98,6 +106,12 @@ static void *pick_bad_pointer(tmf_ops_t *ctx, tmf_reader_t *r, char *stack_bytes
   if (addr == 0 || tmf_shadow_find_containing(&ctx->shadow, addr) != NULL)
     return NULL;
   return (void *)addr;
+}
+
+static void *free_in_thread(void *p)
+{
+  tinyfree(p);
+  return NULL;
 }
 
 static void misuse_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode, char *stack_bytes,
@@ -109,9 +123,35 @@ static void misuse_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode, char *
     if (!tmf_ops_take(ctx, tmf_read_u8(r), &b))
       return;
     tmf_ops_release(&b);
+    last_freed = b.addr;
     expect_begin();
     tinyfree((void *)b.addr);
     expect_reported((void *)b.addr, "double free", true);
+    break;
+  }
+  case MISUSE_REMOTE_DOUBLE_FREE: {
+    /* Both orders: freed here then again by another thread, or freed by
+     * another thread (a remote free) then again here. */
+    uint8_t slot = tmf_read_u8(r);
+    bool remote_first = slot & 1;
+    if (!tmf_ops_take(ctx, slot, &b))
+      return;
+    tmf_pattern_check((const unsigned char *)b.addr, b.usable, b.id, 0, b.usable, "free");
+    pthread_t thread;
+    if (remote_first) {
+      expect_begin();
+      TMF_REQUIRE(pthread_create(&thread, NULL, free_in_thread, (void *)b.addr) == 0, "pthread_create failed");
+      pthread_join(thread, NULL);
+      TMF_REQUIRE(reports.count == 0, "remote free of live block %p reported", (void *)b.addr);
+      tinyfree((void *)b.addr);
+    } else {
+      tinyfree((void *)b.addr);
+      expect_begin();
+      TMF_REQUIRE(pthread_create(&thread, NULL, free_in_thread, (void *)b.addr) == 0, "pthread_create failed");
+      pthread_join(thread, NULL);
+    }
+    last_freed = b.addr;
+    expect_reported((void *)b.addr, "double free across threads", true);
     break;
   }
   case MISUSE_INTERIOR_FREE: {
@@ -173,6 +213,7 @@ int tmf_harness_run(const uint8_t *data, size_t size)
   void *system_block = malloc(64);
   TMF_REQUIRE(system_block != NULL, "system malloc failed");
   tinymalloc_set_error_handler(counting_handler, NULL);
+  last_freed = 0;
   tmf_begin_input();
   tmf_reader_t r;
   tmf_reader_init(&r, data, size);

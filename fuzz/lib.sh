@@ -71,3 +71,17 @@ tmf_afl_env() {
   export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1
   export AFL_SKIP_CRASHES=1 AFL_NO_FORKSRV_WARN=1
 }
+
+# Replays the corpus under non-default options read from the environment at
+# initialisation (junk, immediate or disabled purge, verbose, a fixed arena
+# count, statistics at exit, unknown names and bad values that must be
+# ignored with a warning). Usage: tmf_replay_with_env_options BUILD_FUZZ_DIR ROOT
+tmf_replay_with_env_options() {
+  local bin=$1 root=$2
+  env TINYMALLOC_JUNK=on TINYMALLOC_PURGE_DELAY_MS=0 TINYMALLOC_VERBOSE=yes TINYMALLOC_ARENAS=3 \
+    TINYMALLOC_SHOW_STATS=2 TINYMALLOC_NO_SUCH_OPTION=1 TINYMALLOC_SHOW_ERRORS=5x \
+    "$bin/replay_ops" "$root/corpus/ops" 2>/dev/null || return 1
+  env TINYMALLOC_PURGE_DELAY_MS=-1 TINYMALLOC_ARENAS=1 TINYMALLOC_JUNK=false TINYMALLOC_SHOW_STATS=1 \
+    "$bin/replay_threads" "$root/corpus/threads" 2>/dev/null || return 1
+  env TINYMALLOC_SHOW_ERRORS=off TINYMALLOC_PURGE_DELAY_MS=1000 "$bin/replay_misuse" "$root/corpus/misuse" 2>/dev/null
+}

@@ -173,7 +173,7 @@ static void op_bad_request(tmf_ops_t *ctx, tmf_reader_t *r)
   size_t k = tmf_read_u8(r);
   void *p;
   errno = 0;
-  switch (variant % 8) {
+  switch (variant % 9) {
   case 0:
     p = tinymalloc(SIZE_MAX - k);
     TMF_REQUIRE(p == NULL && errno == ENOMEM, "malloc(SIZE_MAX - %zu) = %p errno %d", k, p, errno);
@@ -209,6 +209,17 @@ static void op_bad_request(tmf_ops_t *ctx, tmf_reader_t *r)
   case 6:
     p = tinymalloc(((size_t)1 << 46) * 3 + k);
     TMF_REQUIRE(p == NULL && errno == ENOMEM, "malloc(192 TiB) = %p errno %d", p, errno);
+    break;
+  case 8:
+    /* An alignment far beyond the promised 1 GiB: the mapping cannot be
+     * made on a normal machine; if it can, it must still be a good block. */
+    p = tinymemalign((size_t)1 << (40 + k % 6), 16);
+    if (p == NULL) {
+      TMF_REQUIRE(errno == ENOMEM, "memalign(2^%zu, 16) = NULL errno %d", 40 + k % 6, errno);
+    } else {
+      tmf_block_t b = tmf_block_adopt(p, 16, (size_t)1 << (40 + k % 6), tmf_ops_new_id(ctx), false);
+      tmf_ops_release(&b);
+    }
     break;
   default:
     errno = 77;
