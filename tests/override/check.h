@@ -8,7 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static unsigned long check_count;
+/* Atomic: threads of the stress programs check too. */
+static _Atomic unsigned long check_count;
 
 #define CHECK(cond)                                                                    \
   do {                                                                                 \
