@@ -1,0 +1,136 @@
+/* options.c owns the runtime options: their table (name, default, range,
+ * meaning), reading TINYMALLOC_<NAME> from environ once at initialisation
+ * (no getenv, no allocation; bad values warn and keep the default), and the
+ * get/set API. */
+#include <errno.h>
+#include <string.h>
+
+#include "internal.h"
+
+tm_options_t tm_options = {
+    .verbose = 0,
+    .show_stats = 0,
+    .show_errors = 1,
+    .junk = 0,
+    .purge_delay_ms = 10,
+    .arenas = 0,
+};
+
+typedef struct {
+  const char *name;
+  long *value;
+  long min, max;
+} tm_option_t;
+
+/* verbose:        print the configuration at start (0/1)
+ * show_stats:     print statistics at exit (0 off, 1 text, 2 JSON)
+ * show_errors:    write the misuse report line to stderr (0/1)
+ * junk:           fill new blocks with 0xa5 and freed ones with 0x5a (0/1)
+ * purge_delay_ms: free pages are returned to the OS at most this often;
+ *                 0 at every free, -1 never (only tinymalloc_trim)
+ * arenas:         number of arenas; 0 = one per CPU */
+static const tm_option_t tm_option_table[] = {
+    {"verbose", &tm_options.verbose, 0, 1},
+    {"show_stats", &tm_options.show_stats, 0, 2},
+    {"show_errors", &tm_options.show_errors, 0, 1},
+    {"junk", &tm_options.junk, 0, 1},
+    {"purge_delay_ms", &tm_options.purge_delay_ms, -1, 3600000},
+    {"arenas", &tm_options.arenas, 0, TM_MAX_ARENAS},
+};
+#define TM_OPTION_COUNT (sizeof tm_option_table / sizeof tm_option_table[0])
+
+static bool tm_name_equal(const char *a, const char *b, size_t b_len)
+{
+  for (size_t i = 0; i < b_len; i++) {
+    char c = b[i];
+    if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+    if (a[i] != c) return false;
+  }
+  return a[b_len] == '\0';
+}
+
+static const tm_option_t *tm_option_find(const char *name, size_t len)
+{
+  for (size_t i = 0; i < TM_OPTION_COUNT; i++)
+    if (tm_name_equal(tm_option_table[i].name, name, len)) return &tm_option_table[i];
+  return NULL;
+}
+
+/* Decimal, optionally negative, or on/off, true/false, yes/no. */
+static bool tm_parse_value(const char *s, long *out)
+{
+  static const char *const words[] = {"off", "false", "no", "on", "true", "yes"};
+  for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+    if (tm_name_equal(words[i], s, strlen(s))) {
+      *out = i >= 3;
+      return true;
+    }
+  }
+  bool negative = *s == '-';
+  if (negative) s++;
+  if (*s == '\0') return false;
+  long v = 0;
+  for (; *s; s++) {
+    if (*s < '0' || *s > '9' || v > 100000000) return false;
+    v = v * 10 + (*s - '0');
+  }
+  *out = negative ? -v : v;
+  return true;
+}
+
+void tm_options_init(void)
+{
+  extern char **environ;
+  static const char prefix[] = "TINYMALLOC_";
+  for (char **env = environ; env && *env; env++) {
+    const char *entry = *env;
+    if (strncmp(entry, prefix, sizeof prefix - 1) != 0) continue;
+    const char *name = entry + sizeof prefix - 1;
+    const char *eq = strchr(name, '=');
+    if (eq == NULL) continue;
+    const tm_option_t *opt = tm_option_find(name, (size_t)(eq - name));
+    long v;
+    if (opt == NULL) {
+      tm_warn("unknown option ignored: ", entry);
+    } else if (!tm_parse_value(eq + 1, &v) || v < opt->min || v > opt->max) {
+      tm_warn("bad value ignored, keeping the default: ", entry);
+    } else {
+      *opt->value = v;
+    }
+  }
+}
+
+int tinymalloc_option_set(const char *name, long value)
+{
+  tm_init();
+  const tm_option_t *opt = name ? tm_option_find(name, strlen(name)) : NULL;
+  if (opt == NULL || value < opt->min || value > opt->max) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (opt->value == &tm_options.arenas) {
+    if (tm_heap_registry() != NULL) {
+      errno = EBUSY;
+      return -1;
+    }
+    tm_arena_count = value > 0 ? (uint32_t)value : tm_cpu_count();
+  }
+  *opt->value = value;
+  return 0;
+}
+
+long tinymalloc_option_get(const char *name)
+{
+  tm_init();
+  const tm_option_t *opt = name ? tm_option_find(name, strlen(name)) : NULL;
+  if (opt == NULL) {
+    errno = EINVAL;
+    return -1;
+  }
+  return *opt->value;
+}
+
+void tm_junk_fill(void *p, size_t size)
+{
+  memset(p, TM_JUNK_FREE_BYTE, size);
+}

@@ -1,0 +1,108 @@
+/* os.c owns every conversation with the kernel about memory: mmap, munmap,
+ * madvise, mincore. Nothing else in tinymalloc maps or unmaps. It keeps the
+ * mapped / purged counters, calls the track hooks for every mapping change,
+ * and never allocates. */
+#include <errno.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "track.h"
+
+_Atomic size_t tm_os_mapped, tm_os_mapped_peak, tm_os_meta_mapped, tm_os_purged, tm_os_unmapped;
+
+static void tm_os_account_map(size_t size)
+{
+  size_t now = atomic_fetch_add_explicit(&tm_os_mapped, size, memory_order_relaxed) + size;
+  size_t peak = atomic_load_explicit(&tm_os_mapped_peak, memory_order_relaxed);
+  while (now > peak &&
+         !atomic_compare_exchange_weak_explicit(&tm_os_mapped_peak, &peak, now, memory_order_relaxed,
+                                                memory_order_relaxed)) {
+  }
+}
+
+/* Maps `size` bytes aligned to `alignment` (a power of two >= page size) by
+ * over-mapping and trimming both ends. Returns NULL with errno = ENOMEM. */
+void *tm_os_map_aligned(size_t size, size_t alignment)
+{
+  if (size > TM_MAX_REQUEST || alignment > TM_MAX_REQUEST - size) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t over = size + (alignment > TM_PAGE_SIZE ? alignment : 0);
+  uint8_t *raw = mmap(NULL, over, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  uintptr_t aligned = ((uintptr_t)raw + alignment - 1) & ~(uintptr_t)(alignment - 1);
+  size_t head = aligned - (uintptr_t)raw;
+  size_t tail = over - head - size;
+  if (head) munmap(raw, head);
+  if (tail) munmap((uint8_t *)aligned + size, tail);
+  if ((aligned + size - 1) >> TM_ADDRESS_BITS) { /* beyond what the segment map covers */
+    munmap((void *)aligned, size);
+    errno = ENOMEM;
+    return NULL;
+  }
+  tm_os_account_map(size);
+  tm_track_os_map((void *)aligned, size);
+  return (void *)aligned;
+}
+
+/* Metadata pages (heap pool chunks, the segment map): never handed to users. */
+void *tm_os_map(size_t size)
+{
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return NULL;
+  atomic_fetch_add_explicit(&tm_os_meta_mapped, size, memory_order_relaxed);
+  return p;
+}
+
+void tm_os_unmap(void *p, size_t size)
+{
+  tm_track_os_unmap(p, size);
+  munmap(p, size);
+  atomic_fetch_sub_explicit(&tm_os_mapped, size, memory_order_relaxed);
+  atomic_fetch_add_explicit(&tm_os_unmapped, size, memory_order_relaxed);
+}
+
+/* The pages stay mapped and read back as zero; the kernel frees them now. */
+void tm_os_purge(void *p, size_t size)
+{
+  tm_track_os_unmap(p, size);
+  madvise(p, size, MADV_DONTNEED);
+  tm_track_os_map(p, size);
+  atomic_fetch_add_explicit(&tm_os_purged, size, memory_order_relaxed);
+}
+
+uint64_t tm_os_now_ns(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Resident bytes of [p, p+size) by mincore, a page vector at a time. */
+size_t tm_os_resident(const void *p, size_t size)
+{
+  unsigned char vec[256];
+  size_t resident = 0;
+  for (size_t off = 0; off < size; off += sizeof vec * TM_PAGE_SIZE) {
+    size_t len = size - off < sizeof vec * TM_PAGE_SIZE ? size - off : sizeof vec * TM_PAGE_SIZE;
+    if (mincore((uint8_t *)p + off, len, vec) != 0) continue;
+    for (size_t i = 0; i < (len + TM_PAGE_SIZE - 1) / TM_PAGE_SIZE; i++) resident += (vec[i] & 1) * TM_PAGE_SIZE;
+  }
+  return resident;
+}
+
+/* Extends a mapping without moving it (fails when the next pages are taken). */
+bool tm_os_grow_in_place(void *base, size_t old_size, size_t new_size)
+{
+  if (((uintptr_t)base + new_size - 1) >> TM_ADDRESS_BITS) return false;
+  if (mremap(base, old_size, new_size, 0) == MAP_FAILED) return false;
+  tm_os_account_map(new_size - old_size);
+  tm_track_os_map((uint8_t *)base + old_size, new_size - old_size);
+  return true;
+}

@@ -1,0 +1,96 @@
+/* stats.c owns tinymalloc_stats: it sums the per-thread counters (relaxed
+ * loads, no stopping the world), walks each arena under its lock for
+ * segment, slab and mapping figures, and asks the OS (mincore) what is
+ * resident. Exact when other threads are quiescent. Never allocates. */
+#include <string.h>
+
+#include "internal.h"
+
+static size_t tm_load(_Atomic size_t *c)
+{
+  return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+/* allocs - frees, read from counters that other threads may be bumping. */
+static size_t tm_live(size_t allocs, size_t frees)
+{
+  return allocs > frees ? allocs - frees : 0;
+}
+
+int tinymalloc_stats(tinymalloc_stats_t *out)
+{
+  tm_init();
+  memset(out, 0, sizeof *out);
+  size_t small_allocs[TM_CLASS_COUNT] = {0}, small_frees[TM_CLASS_COUNT] = {0};
+  size_t big_allocs[2] = {0}, big_frees[2] = {0}, big_alloc_bytes[2] = {0}, big_free_bytes[2] = {0};
+
+  tm_heap_pool_lock();
+  for (tm_heap_t *heap = tm_heap_registry(); heap; heap = heap->next_all) {
+    for (unsigned c = 0; c < TM_CLASS_COUNT; c++) {
+      small_allocs[c] += tm_load(&heap->small_allocs[c]);
+      small_frees[c] += tm_load(&heap->small_frees[c]);
+    }
+    for (int k = 0; k < 2; k++) {
+      big_allocs[k] += tm_load(&heap->big_allocs[k]);
+      big_frees[k] += tm_load(&heap->big_frees[k]);
+      big_alloc_bytes[k] += tm_load(&heap->big_alloc_bytes[k]);
+      big_free_bytes[k] += tm_load(&heap->big_free_bytes[k]);
+    }
+  }
+  tm_heap_pool_unlock();
+
+  out->class_count = TM_CLASS_COUNT;
+  for (unsigned c = 0; c < TM_CLASS_COUNT; c++) {
+    tinymalloc_class_stats_t *cs = &out->classes[c];
+    cs->block_size = tm_class_size[c];
+    cs->allocs = small_allocs[c];
+    cs->live_blocks = tm_live(small_allocs[c], small_frees[c]);
+    out->small_blocks += cs->live_blocks;
+    out->live_bytes += cs->live_blocks * cs->block_size;
+    out->total_allocs += small_allocs[c];
+    out->total_frees += small_frees[c];
+  }
+  out->medium_blocks = tm_live(big_allocs[0], big_frees[0]);
+  out->large_blocks = tm_live(big_allocs[1], big_frees[1]);
+  for (int k = 0; k < 2; k++) {
+    out->live_bytes += tm_live(big_alloc_bytes[k], big_free_bytes[k]);
+    out->total_allocs += big_allocs[k];
+    out->total_frees += big_frees[k];
+  }
+  out->live_blocks = out->small_blocks + out->medium_blocks + out->large_blocks;
+
+  out->arena_count = tm_arena_count;
+  size_t segment_meta = 0;
+  for (uint32_t i = 0; i < TM_MAX_ARENAS; i++) {
+    tm_arena_t *arena = &tm_arenas[i];
+    tinymalloc_arena_stats_t *as = &out->arenas[i < TM_MAX_ARENAS ? i : 0];
+    pthread_mutex_lock(&arena->lock);
+    as->segments = arena->segment_count;
+    as->medium_blocks = arena->medium_live;
+    as->large_blocks = arena->large_live;
+    as->threads = arena->threads;
+    for (tm_segment_t *seg = arena->segments; seg; seg = seg->next) {
+      as->mapped_bytes += TM_SEGMENT_SIZE;
+      out->resident_bytes += tm_os_resident(seg, TM_SEGMENT_SIZE);
+      segment_meta += (size_t)seg->meta_pages * TM_PAGE_SIZE;
+      for (size_t s = 0; s < TM_SLOTS; s++) {
+        uint32_t size = atomic_load_explicit(&seg->slabs[s].block_size, memory_order_relaxed);
+        if (size) out->classes[seg->slabs[s].class_index].slabs++;
+      }
+    }
+    for (tm_large_t *large = arena->large; large; large = large->next) {
+      as->mapped_bytes += large->map_size;
+      out->resident_bytes += tm_os_resident(large->base, large->map_size);
+    }
+    pthread_mutex_unlock(&arena->lock);
+    out->segments += as->segments;
+    if (i >= tm_arena_count && (as->segments || as->threads || as->large_blocks)) out->arena_count = i + 1;
+  }
+  size_t meta = atomic_load_explicit(&tm_os_meta_mapped, memory_order_relaxed);
+  out->mapped_bytes = atomic_load_explicit(&tm_os_mapped, memory_order_relaxed) + meta;
+  out->peak_mapped_bytes = atomic_load_explicit(&tm_os_mapped_peak, memory_order_relaxed) + meta;
+  out->metadata_bytes = meta + segment_meta;
+  out->purged_bytes = atomic_load_explicit(&tm_os_purged, memory_order_relaxed);
+  out->unmapped_bytes = atomic_load_explicit(&tm_os_unmapped, memory_order_relaxed);
+  return 0;
+}
