@@ -1,6 +1,6 @@
 /* track.c owns the one piece of tracking state a tool cannot keep for us: in
- * ASan builds, the set of user-data regions registered with LeakSanitizer as
- * root regions. LSan dies when asked to unregister a region it was not given
+ * ASan builds, the user-data regions registered with LeakSanitizer as root
+ * regions. LSan dies when asked to unregister a region it was not given
  * exactly, so the exact registrations are remembered here. It never
  * allocates (the table is static); without the ASan backend it is empty. */
 #include "track.h"
@@ -9,26 +9,19 @@
 #include <sanitizer/lsan_interface.h>
 #include <stdatomic.h>
 
-/* Open addressing with linear probing and backward-shift deletion, keyed by
- * region start: room for 16383 live regions (segments, large blocks). A region
- * that finds the table full is registered anyway and simply stays registered
- * (LSan skips the unmapped parts of a root region). */
-#define TM_ROOTS_BITS 14
-#define TM_ROOTS_CAPACITY (1u << TM_ROOTS_BITS)
+/* One entry per live segment or large block, so the table stays short and a
+ * linear scan under a spin lock is cheap next to the mmap it accompanies.
+ * A region that finds the table full is registered anyway and simply stays
+ * registered (LSan skips the unmapped parts of a root region). */
+#define TM_ROOTS_CAPACITY 16384
 
 typedef struct tm_root_s {
-  uintptr_t start; /* 0: empty slot */
-  size_t size;
+  uintptr_t start, end;
 } tm_root_t;
 
 static tm_root_t tm_roots[TM_ROOTS_CAPACITY];
 static size_t tm_roots_count;
 static atomic_flag tm_roots_lock = ATOMIC_FLAG_INIT;
-
-static size_t tm_roots_home(uintptr_t start)
-{
-  return (size_t)(((uint64_t)(start >> 12) * 0x9E3779B97F4A7C15ull) >> (64 - TM_ROOTS_BITS));
-}
 
 static void tm_roots_acquire(void)
 {
@@ -38,49 +31,59 @@ static void tm_roots_acquire(void)
 
 static void tm_roots_release(void) { atomic_flag_clear_explicit(&tm_roots_lock, memory_order_release); }
 
+static void tm_root_register(const tm_root_t *r)
+{
+  __lsan_register_root_region((void *)r->start, r->end - r->start);
+}
+
+static void tm_root_unregister(const tm_root_t *r)
+{
+  __lsan_unregister_root_region((void *)r->start, r->end - r->start);
+}
+
+/* Pages that extend a region (a large block grown in place by mremap) widen
+ * its registration; anything else is a new region. */
 void tm_track_roots_add(void *p, size_t size)
 {
+  uintptr_t start = (uintptr_t)p, end = start + size;
   if (size == 0) return;
-  uintptr_t start = (uintptr_t)p;
-  size_t mask = TM_ROOTS_CAPACITY - 1;
   tm_roots_acquire();
-  size_t i = tm_roots_home(start);
-  while (tm_roots[i].start != 0 && tm_roots[i].start != start) i = (i + 1) & mask;
-  if (tm_roots[i].start == start) { /* mapped again with another size */
-    __lsan_unregister_root_region(p, tm_roots[i].size);
-    tm_roots[i].size = size;
-  } else if (tm_roots_count < TM_ROOTS_CAPACITY - 1) { /* one slot stays empty: probes end */
-    tm_roots[i].start = start;
-    tm_roots[i].size = size;
-    tm_roots_count++;
+  size_t i = 0;
+  while (i < tm_roots_count && tm_roots[i].end != start) i++;
+  if (i < tm_roots_count) {
+    tm_root_unregister(&tm_roots[i]);
+    tm_roots[i].end = end;
+    tm_root_register(&tm_roots[i]);
+  } else {
+    tm_root_t region = { start, end };
+    if (tm_roots_count < TM_ROOTS_CAPACITY) tm_roots[tm_roots_count++] = region;
+    tm_root_register(&region);
   }
-  __lsan_register_root_region(p, size);
   tm_roots_release();
 }
 
-/* Withdraws the region that starts at p, whatever its registered size (a
- * large block may have changed size in place). Unmapping the tail of a
- * region withdraws nothing: LSan skips the unmapped part by itself. */
-void tm_track_roots_remove(void *p)
+/* [p, p+size) is about to be unmapped: regions inside it are withdrawn, a
+ * region that loses its head or tail is registered again without it. A hole
+ * in the middle of a region changes nothing: LSan skips unmapped pages. */
+void tm_track_roots_remove(void *p, size_t size)
 {
-  uintptr_t start = (uintptr_t)p;
-  size_t mask = TM_ROOTS_CAPACITY - 1;
+  uintptr_t start = (uintptr_t)p, end = start + size;
   tm_roots_acquire();
-  size_t hole = tm_roots_home(start);
-  while (tm_roots[hole].start != 0 && tm_roots[hole].start != start) hole = (hole + 1) & mask;
-  if (tm_roots[hole].start == start) {
-    __lsan_unregister_root_region(p, tm_roots[hole].size);
-    /* Backward shift: pull later entries of the probe chain into the hole. */
-    for (size_t j = (hole + 1) & mask; tm_roots[j].start != 0; j = (j + 1) & mask) {
-      size_t home = tm_roots_home(tm_roots[j].start);
-      if (((j - home) & mask) >= ((j - hole) & mask)) {
-        tm_roots[hole] = tm_roots[j];
-        hole = j;
-      }
+  for (size_t i = tm_roots_count; i-- > 0;) {
+    tm_root_t *r = &tm_roots[i];
+    if (r->end <= start || end <= r->start) continue;
+    bool keeps_head = r->start < start, keeps_tail = end < r->end;
+    if (keeps_head && keeps_tail) continue;
+    tm_root_unregister(r);
+    if (keeps_head) {
+      r->end = start;
+    } else if (keeps_tail) {
+      r->start = end;
+    } else {
+      *r = tm_roots[--tm_roots_count];
+      continue;
     }
-    tm_roots[hole].start = 0;
-    tm_roots[hole].size = 0;
-    tm_roots_count--;
+    tm_root_register(r);
   }
   tm_roots_release();
 }

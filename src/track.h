@@ -11,8 +11,10 @@
 #include <stdint.h>
 
 /* Contract shared by every backend (docs/sanitizers.md):
- * - Only user data pages are mapped / purged / unmapped through these hooks,
- *   never metadata: the allocator reads and writes its metadata freely.
+ * - tm_track_os_map and tm_track_os_purge get user-data pages only, never
+ *   metadata: the allocator reads and writes its headers freely, so they
+ *   must never be poisoned. tm_track_os_unmap may get a whole mapping,
+ *   header included (lifting poison that is not there is harmless).
  * - Between tm_track_malloc and tm_track_free exactly the requested bytes of a
  *   block are accessible; the slack up to the usable size, free blocks and
  *   fresh pages are not. The tool's own shadow state is therefore the record
@@ -52,7 +54,7 @@
 /* track.c: LeakSanitizer root regions, so that system-malloc pointers stored
  * only in tinymalloc blocks are not reported as leaks. */
 void tm_track_roots_add(void *p, size_t size) __attribute__((visibility("hidden")));
-void tm_track_roots_remove(void *p) __attribute__((visibility("hidden")));
+void tm_track_roots_remove(void *p, size_t size) __attribute__((visibility("hidden")));
 #endif
 
 #if defined(TM_TRACK_VALGRIND)
@@ -76,8 +78,9 @@ static inline size_t tm_track_valgrind_requested(const void *p, size_t usable)
 }
 #endif
 
-/* Fresh user-data pages mapped from the OS (a segment's data pages, a large
- * mapping): not yet handed out, so user accesses to them are errors. */
+/* Fresh user-data pages from the OS (a segment's data pages, a large block's
+ * pages, pages a large block gains by mremap): not handed out yet, so user
+ * accesses to them are errors. */
 static inline void tm_track_os_map(void *p, size_t size)
 {
 #if defined(TM_TRACK_ASAN)
@@ -90,12 +93,12 @@ static inline void tm_track_os_map(void *p, size_t size)
 #endif
 }
 
-/* User-data pages about to be unmapped: poison would outlive the mapping and
- * fall on whatever is mapped there next, so it is lifted first. */
+/* Pages about to be unmapped: poison would outlive the mapping and fall on
+ * whatever is mapped there next, so it is lifted first. */
 static inline void tm_track_os_unmap(void *p, size_t size)
 {
 #if defined(TM_TRACK_ASAN)
-  tm_track_roots_remove(p);
+  tm_track_roots_remove(p, size);
   __asan_unpoison_memory_region(p, size);
 #elif defined(TM_TRACK_VALGRIND)
   VALGRIND_MAKE_MEM_NOACCESS(p, size);
