@@ -24,7 +24,8 @@ if(TINYMALLOC_ASAN AND NOT _tm_asan_default)
 endif()
 
 set(TM_TRACK_DEFINITIONS "")
-set(TM_TRACK_SOURCES ${CMAKE_CURRENT_LIST_DIR}/../src/track.c)
+# Relative to the top-level source directory, like TM_CORE_SOURCES.
+set(TM_TRACK_SOURCES src/track.c)
 
 if(TINYMALLOC_ASAN)
   list(APPEND TM_TRACK_DEFINITIONS TM_TRACK_ASAN=1)
