@@ -146,13 +146,11 @@ void tinyfree(void *p)
 {
   uintptr_t a = (uintptr_t)p;
   if (TM_LIKELY(tm_segmap_kind(a) == TM_SEG_ARENA)) {
-    tm_segment_t *seg = tm_segment_of(p);
-    size_t offset = a - (uintptr_t)seg;
-    tm_slab_t *slab = &seg->slabs[offset >> TM_SLAB_SHIFT];
-    uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_acquire);
+    uint32_t size;
+    tm_slab_t *slab = tm_slab_at(p, &size);
     tm_heap_t *heap = tm_thread_heap;
     if (TM_LIKELY(size != 0 && heap != NULL && atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap)) {
-      size_t in_slab = offset & (TM_SLAB_SIZE - 1);
+      size_t in_slab = a & (TM_SLAB_SIZE - 1);
       uint32_t index = tm_slab_index(slab, in_slab);
       if (TM_LIKELY((size_t)index * size == in_slab && index < slab->capacity)) {
         tm_slab_free_local(heap, slab, index, p, "free");
@@ -198,10 +196,8 @@ TM_NOINLINE void tm_free_slow(void *p, const char *op)
   uintptr_t a = (uintptr_t)p;
   uint8_t kind = tm_segmap_kind(a);
   if (kind == TM_SEG_ARENA) {
-    tm_segment_t *seg = tm_segment_of(p);
-    tm_slab_t *slab = &seg->slabs[(a - (uintptr_t)seg) >> TM_SLAB_SHIFT];
-    uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_acquire);
-    uint32_t index;
+    uint32_t size, index;
+    tm_slab_t *slab = tm_slab_at(p, &size);
     if (size == 0) {
       tm_medium_free(p, op);
     } else if (tm_slab_locate(slab, size, p, op, &index)) {
@@ -226,10 +222,8 @@ bool tm_block_usable(const void *p, const char *op, size_t *usable)
   uintptr_t a = (uintptr_t)p;
   uint8_t kind = tm_segmap_kind(a);
   if (kind == TM_SEG_ARENA) {
-    tm_segment_t *seg = tm_segment_of(p);
-    tm_slab_t *slab = &seg->slabs[(a - (uintptr_t)seg) >> TM_SLAB_SHIFT];
-    uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_acquire);
-    uint32_t index;
+    uint32_t size, index;
+    tm_slab_t *slab = tm_slab_at(p, &size);
     if (size == 0) return tm_medium_lookup(p, op, usable);
     if (!tm_slab_locate(slab, size, p, op, &index)) return false;
     if (!tm_slab_block_live(slab, index)) {

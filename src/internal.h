@@ -249,6 +249,15 @@ static inline size_t tm_page_of(const tm_segment_t *seg, const void *p)
 {
   return ((uintptr_t)p - (uintptr_t)seg) >> TM_PAGE_SHIFT;
 }
+/* The slab slot holding `p` (in an arena segment) and its block size, 0 when
+ * the slot is not a carved slab (metadata, medium pages or free pages). */
+static inline tm_slab_t *tm_slab_at(const void *p, uint32_t *block_size)
+{
+  tm_segment_t *seg = tm_segment_of(p);
+  tm_slab_t *slab = &seg->slabs[((uintptr_t)p - (uintptr_t)seg) >> TM_SLAB_SHIFT];
+  *block_size = atomic_load_explicit(&slab->block_size, memory_order_acquire);
+  return slab;
+}
 static inline bool tm_bit_get(const uint64_t *words, size_t i) { return (words[i >> 6] >> (i & 63)) & 1; }
 
 /* bitmap helpers (bitmap.c) */
