@@ -48,7 +48,7 @@ static tm_heap_t *tm_heap_from_pool(void)
       tm_pool_chunk_left = tm_pool_chunk ? TM_POOL_CHUNK : 0;
     }
     if (tm_pool_chunk_left >= size) {
-      heap = (tm_heap_t *)tm_pool_chunk;
+      heap = (tm_heap_t *)(void *)tm_pool_chunk; /* 64-aligned: clang -Wcast-align */
       tm_pool_chunk += size;
       tm_pool_chunk_left -= size;
       heap->next_all = tm_heap_all;
@@ -187,15 +187,10 @@ void *tm_heap_alloc_small_slow(tm_heap_t *heap, unsigned cls)
   if (heap->avail[cls] == NULL) tm_heap_collect_remote(heap, cls);
   tm_slab_t *slab = heap->avail[cls];
   if (slab == NULL) {
-    slab = tm_arena_get_slab(heap->arena, heap, cls);
+    slab = tm_arena_get_slab(heap->arena, heap, cls); /* never a full one */
     if (slab == NULL) {
       errno = ENOMEM;
       return NULL;
-    }
-    if (slab->used == slab->capacity) { /* adopted full: merge found nothing yet */
-      tm_list_push(&heap->full[cls], slab);
-      slab->in_full_list = true;
-      return tm_heap_alloc_small_slow(heap, cls);
     }
     tm_list_push(&heap->avail[cls], slab);
   }
