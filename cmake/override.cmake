@@ -17,8 +17,12 @@ target_include_directories(tinymalloc_override PUBLIC ${CMAKE_CURRENT_SOURCE_DIR
 target_link_libraries(tinymalloc_override PUBLIC Threads::Threads)
 # nodelete: blocks handed out must outlive a dlclose of the library.
 # -Bsymbolic-functions: malloc -> tinymalloc is a direct call, not a PLT hop.
-# --no-undefined: a missing core symbol is a link error, not a load failure.
-target_link_options(tinymalloc_override PRIVATE -Wl,-z,nodelete -Wl,-Bsymbolic-functions -Wl,--no-undefined)
+# --no-undefined: a missing core symbol is a link error, not a load failure
+# (not with sanitizers: their runtime is linked into executables only).
+target_link_options(tinymalloc_override PRIVATE -Wl,-z,nodelete -Wl,-Bsymbolic-functions)
+if(NOT CMAKE_C_FLAGS MATCHES "-fsanitize=")
+  target_link_options(tinymalloc_override PRIVATE -Wl,--no-undefined)
+endif()
 
 add_library(tinymalloc_override_static STATIC $<TARGET_OBJECTS:tm_objects>
                                               $<TARGET_OBJECTS:tm_override_objects>)
