@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # fuzz/prove-bugs.sh: proof that the harnesses catch real allocator bugs.
-# Each fuzz/bugs/*.patch is applied to a scratch copy of the tree (never to
-# the tree itself) under build/fuzz-bugs/, built, and hunted with a time
-# bound; the run fails unless every bug is caught and its reproducer fails
-# again when replayed alone by the plain replay driver.
+# Each fuzz/bugs/*.patch is applied to a scratch copy of src/ (never to the
+# tree itself) under build/fuzz-bugs/, built, and hunted with a time bound;
+# the run fails unless every bug is caught and its reproducer fails again
+# when replayed alone, in a fresh process, by the replay driver.
 #
 # Usage: fuzz/prove-bugs.sh [--time SECONDS] [--from-scratch] [PATCH...]
 #   --time          libFuzzer time bound per bug (default 45)
@@ -11,6 +11,9 @@
 #                   measure how long the fuzzer itself needs
 # A patch names its harness in a line "Harness: NAME" and may ask for the
 # TSan replay with "Detect: tsan" (data races on the cross-thread path).
+# Builds call the compiler directly: the harness and the untouched core
+# files are compiled once per flavour, each bug recompiles only what its
+# patch touches (everything when it touches a header).
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/fuzz/lib.sh"
@@ -27,20 +30,97 @@ while [ $# -gt 0 ]; do
 done
 [ ${#patches[@]} -gt 0 ] || patches=("$root"/fuzz/bugs/*.patch)
 
-base=$root/build/fuzz-bugs
+base=${TMF_BUGS_DIR:-$root/build/fuzz-bugs}
 mkdir -p "$base"
 table=$base/results.txt
 : >"$table"
 failed=0
+jobs=$(nproc)
 
 now_ms() { date +%s%3N; }
 
-# Copies the parts of the tree a fuzz build needs.
-make_tree() {
-  local tree=$1
-  rm -rf "$tree"
-  mkdir -p "$tree"
-  cp -r "$root/CMakeLists.txt" "$root/cmake" "$root/include" "$root/src" "$root/fuzz" "$root/corpus" "$tree/"
+CORE_FLAGS=(-std=c11 -D_GNU_SOURCE -fvisibility=hidden -fno-builtin-malloc -fno-builtin-calloc
+  -fno-builtin-realloc -fno-builtin-free -ftls-model=initial-exec -g1 -O1)
+SAN_LF=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+# flavour -> extra flags for the core, for the harness, and for the link
+flavour_flags() {
+  case $1 in
+  plain) CORE_X=() HARN_X=() LINK_X=() ;;
+  tsan) CORE_X=(-fsanitize=thread) HARN_X=(-fsanitize=thread) LINK_X=(-fsanitize=thread) ;;
+  libfuzzer)
+    CORE_X=(-fsanitize=fuzzer-no-link "${SAN_LF[@]}" -DTM_TRACK_ASAN=1)
+    HARN_X=("${SAN_LF[@]}")
+    LINK_X=(-fsanitize=fuzzer "${SAN_LF[@]}")
+    ;;
+  esac
+}
+
+core_sources() { # the core as the fuzz builds link it: src/*.c without the malloc symbols
+  local f
+  for f in "$1"/src/*.c; do [ "$(basename "$f")" = override.c ] || echo "$f"; done
+}
+
+# compile OUT_DIR FLAGS... -- SOURCES...: parallel, one object per source.
+compile() {
+  local out=$1
+  shift
+  local flags=()
+  while [ "$1" != "--" ]; do flags+=("$1"); shift; done
+  shift
+  mkdir -p "$out"
+  printf '%s\n' "$@" | xargs -P "$jobs" -I{} sh -c 'clang "$@" -c "$0" -o "'"$out"'/$(basename "$0" .c).o"' {} "${flags[@]}"
+}
+
+# The pristine objects of a flavour: core and harness support (built once).
+pristine() {
+  local flavour=$1 dir=$base/pristine-$1
+  [ -f "$dir/.done" ] && return 0
+  flavour_flags "$flavour"
+  rm -rf "$dir"
+  local core=() harness=() h
+  mapfile -t core < <(core_sources "$root")
+  compile "$dir/core" "${CORE_FLAGS[@]}" "${CORE_X[@]}" -I"$root/include" -I"$root/src" -- "${core[@]}" || return 1
+  harness=("$root"/fuzz/{common,shadow,ops,replay_main,libfuzzer_main}.c)
+  for h in "${TMF_HARNESSES[@]}"; do harness+=("$root/fuzz/harness_$h.c"); done
+  compile "$dir/fuzz" -std=c11 -D_GNU_SOURCE -g1 -O1 "${HARN_X[@]}" -I"$root/include" -I"$root/fuzz" -- "${harness[@]}" || return 1
+  touch "$dir/.done"
+}
+
+# build_bug TREE PATCH FLAVOUR HARNESS OUT: links OUT from the pristine
+# objects and the recompiled files of the patched tree.
+build_bug() {
+  local tree=$1 patch=$2 flavour=$3 h=$4 out=$5
+  pristine "$flavour" || return 1
+  flavour_flags "$flavour"
+  local pdir=$base/pristine-$flavour objdir
+  objdir=$(dirname "$out")/obj-$flavour
+  rm -rf "$objdir"
+  mkdir -p "$objdir"
+  local touched=() all=() f
+  mapfile -t touched < <(sed -nE 's|^\+\+\+ b/(src/[^[:space:]]+).*|\1|p' "$patch")
+  mapfile -t all < <(core_sources "$tree")
+  local recompile=()
+  if printf '%s\n' "${touched[@]}" | grep -q '\.h$'; then
+    recompile=("${all[@]}")
+  else
+    for f in "${touched[@]}"; do recompile+=("$tree/$f"); done
+  fi
+  compile "$objdir" "${CORE_FLAGS[@]}" "${CORE_X[@]}" -I"$tree/include" -I"$tree/src" -- "${recompile[@]}" || return 1
+  local objs=() o
+  for o in "$pdir"/core/*.o; do
+    if [ -f "$objdir/$(basename "$o")" ]; then objs+=("$objdir/$(basename "$o")"); else objs+=("$o"); fi
+  done
+  local driver=replay_main
+  [ "$flavour" != libfuzzer ] || driver=libfuzzer_main
+  clang "${LINK_X[@]}" "$pdir/fuzz/"{common,shadow,ops,$driver,harness_$h}.o "${objs[@]}" -lpthread -o "$out"
+}
+
+# The most telling line of a failure log: the harness's own verdict first,
+# then a sanitizer's, then the allocator's report.
+first_report() {
+  grep -m1 -E 'tinymalloc-fuzz: ' "$1" | grep -v ' while replaying ' ||
+    grep -m1 -E 'WARNING: ThreadSanitizer|ERROR: (AddressSanitizer|UndefinedBehaviorSanitizer|libFuzzer)|runtime error' "$1" ||
+    grep -m1 -E 'tinymalloc' "$1"
 }
 
 # Replays each file alone; prints the first that fails.
@@ -55,7 +135,7 @@ first_failing_input() {
   return 1
 }
 
-record() { printf '%-28s %-8s %-16s %8s  %-9s %s\n' "$@" | tee -a "$table"; }
+record() { printf '%-28s %-8s %-14s %7s  %-5s %s\n' "$@" | tee -a "$table"; }
 
 record BUG HARNESS "CAUGHT BY" "TIME" "REPRO" "FIRST REPORT"
 for patch in "${patches[@]}"; do
@@ -65,77 +145,79 @@ for patch in "${patches[@]}"; do
   [ -n "$harness" ] || harness=ops
   dir=$base/$name
   tree=$dir/tree
-  make_tree "$tree"
+  rm -rf "$dir"
+  mkdir -p "$tree"
+  cp -r "$root/include" "$root/src" "$tree/"
   if ! (cd "$tree" && patch -p1 -s --no-backup-if-mismatch <"$patch") >"$dir/patch.log" 2>&1; then
     record "$name" "$harness" "PATCH FAILED" "-" "-" "$(head -c 80 "$dir/patch.log")"
     failed=1
     continue
   fi
+  corpus=$root/corpus/$harness
   caught="" elapsed="-" repro="-" reason="" input=""
 
   if [ "$detect" = tsan ]; then
-    if ! tmf_build "$tree" "$dir/build-tsan" "replay_$harness" -- -DCMAKE_C_COMPILER=clang -DTMF_SANITIZE=thread; then
-      record "$name" "$harness" "BUILD FAILED" "-" "-" ""
+    if ! build_bug "$tree" "$patch" tsan "$harness" "$dir/replay-tsan" >"$dir/build.log" 2>&1; then
+      record "$name" "$harness" "BUILD FAILED" "-" "-" "$(grep -m1 error "$dir/build.log")"
       failed=1
       continue
     fi
     t0=$(now_ms)
-    if ! TSAN_OPTIONS="halt_on_error=1 exitcode=66" timeout 120 "$dir/build-tsan/fuzz/replay_$harness" \
-      "$tree/corpus/$harness" >"$dir/tsan.log" 2>&1; then
+    if ! TSAN_OPTIONS="halt_on_error=1 exitcode=66" timeout 120 "$dir/replay-tsan" "$corpus" >"$dir/tsan.log" 2>&1; then
       caught="TSan replay"
       elapsed=$(($(now_ms) - t0))
-      reason=$(grep -m1 -E 'WARNING: ThreadSanitizer|tinymalloc-fuzz:|tinymalloc:' "$dir/tsan.log")
-      input=$(first_failing_input "$dir/build-tsan/fuzz/replay_$harness" "$tree/corpus/$harness") && repro=yes || repro=no
+      reason=$(first_report "$dir/tsan.log")
+      input=$(TSAN_OPTIONS="halt_on_error=1 exitcode=66" first_failing_input "$dir/replay-tsan" "$corpus") && repro=yes || repro=no
+    fi
+  fi
+
+  if [ -z "$caught" ] && [ "$scratch_mode" -eq 0 ]; then
+    if ! build_bug "$tree" "$patch" plain "$harness" "$dir/replay" >"$dir/build.log" 2>&1; then
+      record "$name" "$harness" "BUILD FAILED" "-" "-" "$(grep -m1 error "$dir/build.log")"
+      failed=1
+      continue
+    fi
+    t0=$(now_ms)
+    if ! timeout 120 "$dir/replay" "$corpus" >"$dir/replay.log" 2>&1; then
+      caught="corpus replay"
+      elapsed=$(($(now_ms) - t0))
+      reason=$(first_report "$dir/replay.log")
+      input=$(first_failing_input "$dir/replay" "$corpus") && repro=yes || repro=no
     fi
   fi
 
   if [ -z "$caught" ]; then
-    if ! tmf_build "$tree" "$dir/build" "replay_$harness" -- -DCMAKE_C_COMPILER=clang -DTINYMALLOC_FUZZ=ON; then
-      record "$name" "$harness" "BUILD FAILED" "-" "-" ""
+    if ! build_bug "$tree" "$patch" libfuzzer "$harness" "$dir/fuzz" >"$dir/build.log" 2>&1 ||
+      ! build_bug "$tree" "$patch" plain "$harness" "$dir/replay" >>"$dir/build.log" 2>&1; then
+      record "$name" "$harness" "BUILD FAILED" "-" "-" "$(grep -m1 error "$dir/build.log")"
       failed=1
       continue
     fi
-    replay=$dir/build/fuzz/replay_$harness
-    if [ "$scratch_mode" -eq 0 ]; then
-      t0=$(now_ms)
-      if ! timeout 120 "$replay" "$tree/corpus/$harness" >"$dir/replay.log" 2>&1; then
-        caught="corpus replay"
-        elapsed=$(($(now_ms) - t0))
-        reason=$(grep -m1 -E 'tinymalloc-fuzz:|tinymalloc:|ERROR' "$dir/replay.log")
-        input=$(first_failing_input "$replay" "$tree/corpus/$harness") && repro=yes || repro=no
-      fi
-    fi
-    if [ -z "$caught" ] && ! tmf_build "$tree" "$dir/build" "fuzz_$harness" --; then
-      record "$name" "$harness" "BUILD FAILED" "-" "-" ""
-      failed=1
-      continue
-    fi
-    if [ -z "$caught" ]; then
-      seeds=$dir/seeds
-      rm -rf "$seeds" "$dir/crashes"
-      mkdir -p "$seeds" "$dir/crashes"
-      if [ "$scratch_mode" -eq 1 ]; then
-        printf '\x00\x01\x00\x40\x00' >"$seeds/one-malloc" # a single malloc: the fuzzer finds the rest
-        [ "$harness" != threads ] || printf '\x00\x00\x01\x00\x40\x00' >"$seeds/one-malloc"
+    seeds=$dir/seeds
+    mkdir -p "$seeds" "$dir/crashes"
+    if [ "$scratch_mode" -eq 1 ]; then
+      if [ "$harness" = threads ]; then
+        printf '\x00\x00\x01\x00\x40\x00' >"$seeds/one-malloc"
       else
-        cp "$tree/corpus/$harness/"* "$seeds/"
+        printf '\x00\x01\x00\x40\x00' >"$seeds/one-malloc" # one malloc: the fuzzer finds the rest
       fi
-      t0=$(now_ms)
-      timeout $((limit + 60)) "$dir/build/fuzz/fuzz_$harness" -max_total_time="$limit" -max_len=4096 \
-        -dict="$tree/fuzz/$harness.dict" -timeout=20 -rss_limit_mb=4096 -artifact_prefix="$dir/crashes/" \
-        "$seeds" >"$dir/libfuzzer.log" 2>&1
-      input=$(find "$dir/crashes" -type f | head -n 1)
-      if [ -n "$input" ]; then
-        caught="libFuzzer"
-        elapsed=$(($(now_ms) - t0))
-        reason=$(grep -m1 -E 'tinymalloc-fuzz:|tinymalloc:|ERROR: (AddressSanitizer|UndefinedBehavior|libFuzzer)|SUMMARY' "$dir/libfuzzer.log")
-        # A saved finding must fail again when replayed alone, without the engine.
-        if ! timeout 60 "$replay" "$input" >"$dir/repro.log" 2>&1 ||
-          ! timeout 60 "$dir/build/fuzz/fuzz_$harness" "$input" >>"$dir/repro.log" 2>&1; then
-          repro=yes
-        else
-          repro=no
-        fi
+    else
+      cp "$corpus/"* "$seeds/"
+    fi
+    t0=$(now_ms)
+    timeout $((limit + 60)) "$dir/fuzz" -max_total_time="$limit" -max_len=4096 -dict="$root/fuzz/$harness.dict" \
+      -timeout=20 -rss_limit_mb=4096 -artifact_prefix="$dir/crashes/" "$seeds" >"$dir/libfuzzer.log" 2>&1
+    input=$(find "$dir/crashes" -type f | head -n 1)
+    if [ -n "$input" ]; then
+      caught="libFuzzer"
+      elapsed=$(($(now_ms) - t0))
+      reason=$(first_report "$dir/libfuzzer.log")
+      # A saved finding must fail again when replayed alone, without the engine.
+      if ! timeout 60 "$dir/replay" "$input" >"$dir/repro.log" 2>&1 ||
+        ! timeout 60 "$dir/fuzz" "$input" >>"$dir/repro.log" 2>&1; then
+        repro=yes
+      else
+        repro=no
       fi
     fi
   fi
@@ -149,7 +231,7 @@ for patch in "${patches[@]}"; do
     [ "$repro" = yes ] || failed=1
     [ -z "$input" ] || cp "$input" "$dir/reproducer.bin"
   fi
-  rm -rf "$tree/src" "$dir/build/tm_objects" # keep the logs and the reproducer, drop the bulk
+  rm -rf "$tree" "$dir"/obj-* "$dir/seeds" # keep binaries, logs and the reproducer
 done
 
 if [ "$failed" -ne 0 ]; then

@@ -14,11 +14,15 @@
 
 static const char *current_input;
 
-/* Names the input that crashed, then lets the signal do its work. */
+/* Names the signal and the input that crashed, then lets the signal do its work. */
 static void on_fatal_signal(int sig)
 {
-  static const char prefix[] = "tinymalloc-fuzz: crash while replaying ";
+  const char *name = sig == SIGABRT ? "abort" : sig == SIGSEGV ? "SIGSEGV" : "SIGBUS";
+  static const char prefix[] = "tinymalloc-fuzz: ";
+  static const char middle[] = " while replaying ";
   ssize_t ignored = write(2, prefix, sizeof prefix - 1);
+  ignored = write(2, name, strlen(name));
+  ignored = write(2, middle, sizeof middle - 1);
   if (current_input) {
     ignored = write(2, current_input, strlen(current_input));
   }

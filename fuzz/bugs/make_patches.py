@@ -54,7 +54,7 @@ BUGS = [
      "Trim never releases the last segment of an arena's list: an empty segment leaks past trim."),
     ("11-double-free-unreported", "misuse", "", "src/alloc.c",
      "  if (TM_UNLIKELY(!(bits & bit) || (atomic_load_explicit(&slab->remote_bits[w], memory_order_acquire) & bit))) {\n    tm_report(TINYMALLOC_ERROR_DOUBLE_FREE, op, p, NULL, size, NULL);\n    return;",
-     "  if (TM_UNLIKELY(!(bits & bit) || (atomic_load_explicit(&slab->remote_bits[w], memory_order_acquire) & bit))) {\n    return;",
+     "  if (TM_UNLIKELY(!(bits & bit) || (atomic_load_explicit(&slab->remote_bits[w], memory_order_acquire) & bit))) {\n    (void)op;\n    return;",
      "The owner's double free of a small block is silently ignored instead of reported."),
     ("12-interior-free-accepted", "misuse", "", "src/alloc.c",
      "  if ((size_t)i * size != in_slab) {",
