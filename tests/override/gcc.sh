@@ -12,7 +12,12 @@ count=0
 for file in src/*.c tests/override/*.c; do
   name=$(echo "$file" | tr / _)
   flags="-std=c11 -O2 -g -D_GNU_SOURCE -Iinclude -Isrc -Itests/override -c $file"
-  "$CC" $flags -o "$WORK/plain/$name.o"
+  # A file that needs flags of its own (a backend, say) is left out; at
+  # least ten must take part.
+  if ! "$CC" $flags -o "$WORK/plain/$name.o" 2>"$WORK/plain.err"; then
+    echo "note: $file does not compile on its own, left out"
+    continue
+  fi
   preload "$CC" $flags -o "$WORK/tm/$name.o" 2>>"$WORK/tm.err"
   expect_same "$WORK/plain/$name.o" "$WORK/tm/$name.o" "gcc -O2 -g $file" >/dev/null
   count=$((count + 1))
