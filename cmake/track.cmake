@@ -1,8 +1,9 @@
 # track.cmake owns the choice of tracking backend (src/track.h): the options
 # TINYMALLOC_ASAN and TINYMALLOC_VALGRIND, the compile definitions they give
-# the core (TM_TRACK_DEFINITIONS) and its extra sources (TM_TRACK_SOURCES).
-# Included by the top-level CMakeLists.txt before any target; it must never
-# define targets or change flags other than the sanitizer ones it documents.
+# the core (TM_TRACK_DEFINITIONS), its extra sources (TM_TRACK_SOURCES) and
+# TM_TRACKED_BUILD for every target of a tracked build. Included by the
+# top-level CMakeLists.txt before any target; it must never define targets
+# or change flags other than the sanitizer ones it documents.
 
 set(_tm_asan_default OFF)
 if(CMAKE_C_FLAGS MATCHES "-fsanitize=[^ ]*address")
@@ -27,6 +28,13 @@ set(TM_TRACK_DEFINITIONS "")
 # Relative to the top-level source directory, like TM_CORE_SOURCES.
 set(TM_TRACK_SOURCES src/track.c)
 
+# Tests see it: tinymalloc_usable_size returns the requested size there
+# (1: ASan, always; 2: Valgrind, when running under Valgrind).
+if(TINYMALLOC_ASAN)
+  add_compile_definitions(TM_TRACKED_BUILD=1)
+elseif(TINYMALLOC_VALGRIND)
+  add_compile_definitions(TM_TRACKED_BUILD=2)
+endif()
 if(TINYMALLOC_ASAN)
   list(APPEND TM_TRACK_DEFINITIONS TM_TRACK_ASAN=1)
   message(STATUS "tinymalloc: tracking backend ASan (blocks poisoned, LSan root regions)")
