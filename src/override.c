@@ -142,25 +142,27 @@ TM_EXPORT int mallopt(int param, int value)
   }
 }
 
-/* glibc's fields mapped onto tinymalloc's figures: `arena` is everything mapped,
- * `hblks`/`hblkhd` the large blocks (own mappings) and the bytes of the
- * mappings beyond the segments, `usmblks` the peak of mapped bytes,
- * `uordblks` the live bytes, `fordblks` mapped bytes that hold neither live
- * blocks nor metadata, `ordblks` the live blocks; `keepcost` (what a trim
- * could give back) is unknown without trimming, so 0. */
+/* glibc's fields mapped onto tinymalloc's figures: `arena` is everything
+ * mapped, `hblks`/`hblkhd` the large blocks (own mappings) and the bytes of
+ * those mappings, `usmblks` the peak of mapped bytes, `uordblks` the live
+ * bytes, `ordblks` the live blocks, `fordblks` mapped bytes that hold neither
+ * live blocks nor metadata; `keepcost` (what a trim could give back) is
+ * unknown without trimming, so 0. */
 static struct mallinfo2 override_mallinfo2(void)
 {
   tinymalloc_stats_t stats;
   struct mallinfo2 info = {0};
   if (tinymalloc_stats(&stats) != 0)
     return info;
+  /* An arena's mapped bytes are its segments plus its large mappings. */
+  size_t arena_bytes = 0;
+  for (size_t a = 0; a < stats.arena_count && a < TINYMALLOC_MAX_ARENAS; a++)
+    arena_bytes += stats.arenas[a].mapped_bytes;
   size_t segment_bytes = stats.segments * TM_SEGMENT_SIZE;
   info.arena = stats.mapped_bytes;
   info.ordblks = stats.live_blocks;
   info.hblks = stats.large_blocks;
-  info.hblkhd = stats.mapped_bytes > segment_bytes + stats.metadata_bytes
-                    ? stats.mapped_bytes - segment_bytes - stats.metadata_bytes
-                    : 0;
+  info.hblkhd = arena_bytes > segment_bytes ? arena_bytes - segment_bytes : 0;
   info.usmblks = stats.peak_mapped_bytes;
   info.uordblks = stats.live_bytes;
   size_t used = stats.live_bytes + stats.metadata_bytes;

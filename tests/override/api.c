@@ -262,6 +262,7 @@ static void mallinfo_reports_tinymalloc_figures(void)
   CHECK(during.uordblks == stats.live_bytes);
   CHECK(during.uordblks >= before.uordblks + (8 << 20));
   CHECK(during.hblks == before.hblks + 1);
+  CHECK(during.hblkhd >= before.hblkhd + (8 << 20));
   CHECK(during.arena == stats.mapped_bytes && during.arena >= during.uordblks);
   CHECK(during.ordblks == stats.live_blocks);
 #pragma GCC diagnostic push
