@@ -142,6 +142,17 @@ TM_EXPORT int mallopt(int param, int value)
   }
 }
 
+/* Bytes of the large blocks' own mappings: an arena's mapped bytes are its
+ * segments plus its large mappings. */
+static size_t override_large_bytes(const tinymalloc_stats_t *stats)
+{
+  size_t arena_bytes = 0;
+  for (size_t a = 0; a < stats->arena_count && a < TINYMALLOC_MAX_ARENAS; a++)
+    arena_bytes += stats->arenas[a].mapped_bytes;
+  size_t segment_bytes = stats->segments * TM_SEGMENT_SIZE;
+  return arena_bytes > segment_bytes ? arena_bytes - segment_bytes : 0;
+}
+
 /* glibc's fields mapped onto tinymalloc's figures: `arena` is everything
  * mapped, `hblks`/`hblkhd` the large blocks (own mappings) and the bytes of
  * those mappings, `usmblks` the peak of mapped bytes, `uordblks` the live
@@ -154,15 +165,10 @@ static struct mallinfo2 override_mallinfo2(void)
   struct mallinfo2 info = {0};
   if (tinymalloc_stats(&stats) != 0)
     return info;
-  /* An arena's mapped bytes are its segments plus its large mappings. */
-  size_t arena_bytes = 0;
-  for (size_t a = 0; a < stats.arena_count && a < TINYMALLOC_MAX_ARENAS; a++)
-    arena_bytes += stats.arenas[a].mapped_bytes;
-  size_t segment_bytes = stats.segments * TM_SEGMENT_SIZE;
   info.arena = stats.mapped_bytes;
   info.ordblks = stats.live_blocks;
   info.hblks = stats.large_blocks;
-  info.hblkhd = arena_bytes > segment_bytes ? arena_bytes - segment_bytes : 0;
+  info.hblkhd = override_large_bytes(&stats);
   info.usmblks = stats.peak_mapped_bytes;
   info.uordblks = stats.live_bytes;
   size_t used = stats.live_bytes + stats.metadata_bytes;
@@ -222,7 +228,7 @@ TM_EXPORT int malloc_info(int options, FILE *out)
           "<system type=\"current\" size=\"%zu\"/>\n<system type=\"max\" size=\"%zu\"/>\n"
           "<system type=\"resident\" size=\"%zu\"/>\n<system type=\"metadata\" size=\"%zu\"/>\n"
           "</malloc>\n",
-          stats.live_blocks, stats.live_bytes, stats.large_blocks, stats.mapped_bytes, stats.mapped_bytes,
+          stats.live_blocks, stats.live_bytes, stats.large_blocks, override_large_bytes(&stats), stats.mapped_bytes,
           stats.peak_mapped_bytes, stats.resident_bytes, stats.metadata_bytes);
   return ferror(out) ? -1 : 0;
 }
@@ -235,10 +241,6 @@ TM_EXPORT int malloc_info(int options, FILE *out)
  * before theirs, so the allocator is unlocked again when they run. */
 __attribute__((constructor(101))) static void override_register_fork_handlers(void)
 {
-  static int registered;
-  if (registered)
-    return;
-  registered = 1;
   if (pthread_atfork(tm_fork_prepare, tm_fork_parent, tm_fork_child) != 0) {
     static const char message[] = "tinymalloc: pthread_atfork failed; fork() in a threaded program is unsafe\n";
     ssize_t ignored = write(STDERR_FILENO, message, sizeof message - 1);
