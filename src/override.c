@@ -60,8 +60,7 @@ TM_EXPORT size_t malloc_usable_size(void *ptr) { return tinymalloc_usable_size(p
  * round is EINVAL. Old programs rely on that, so we match it. */
 TM_EXPORT void *memalign(size_t alignment, size_t size)
 {
-  if (alignment <= TM_MALLOC_MIN_ALIGN)
-    return tinymalloc(size);
+  if (alignment <= TM_MALLOC_MIN_ALIGN) return tinymalloc(size);
   if ((alignment & (alignment - 1)) != 0) {
     if (alignment > SIZE_MAX / 2 + 1) {
       errno = EINVAL;
@@ -163,8 +162,7 @@ static struct mallinfo2 override_mallinfo2(void)
 {
   tinymalloc_stats_t stats;
   struct mallinfo2 info = {0};
-  if (tinymalloc_stats(&stats) != 0)
-    return info;
+  if (tinymalloc_stats(&stats) != 0) return info;
   info.arena = stats.mapped_bytes;
   info.ordblks = stats.live_blocks;
   info.hblks = stats.large_blocks;
@@ -210,8 +208,7 @@ TM_EXPORT int malloc_info(int options, FILE *out)
     return -1;
   }
   tinymalloc_stats_t stats;
-  if (tinymalloc_stats(&stats) != 0)
-    return -1;
+  if (tinymalloc_stats(&stats) != 0) return -1;
   fprintf(out, "<malloc version=\"tinymalloc-1\">\n");
   for (size_t a = 0; a < stats.arena_count && a < TINYMALLOC_MAX_ARENAS; a++) {
     const tinymalloc_arena_stats_t *arena = &stats.arenas[a];
@@ -219,8 +216,7 @@ TM_EXPORT int malloc_info(int options, FILE *out)
             "<heap nr=\"%zu\">\n<system type=\"current\" size=\"%zu\"/>\n"
             "<total type=\"segments\" count=\"%zu\"/>\n<total type=\"medium\" count=\"%zu\"/>\n"
             "<total type=\"large\" count=\"%zu\"/>\n<total type=\"threads\" count=\"%zu\"/>\n</heap>\n",
-            a, arena->mapped_bytes, arena->segments, arena->medium_blocks, arena->large_blocks,
-            arena->threads);
+            a, arena->mapped_bytes, arena->segments, arena->medium_blocks, arena->large_blocks, arena->threads);
   }
   fprintf(out,
           "<total type=\"live\" count=\"%zu\" size=\"%zu\"/>\n"

@@ -26,8 +26,7 @@ static void print_flush(tm_print_buffer_t *out)
   size_t done = 0;
   while (!out->failed && done < out->used) {
     ssize_t n = write(out->fd, out->bytes + done, out->used - done);
-    if (n < 0 && errno == EINTR)
-      continue;
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0)
       out->failed = 1;
     else
@@ -39,8 +38,7 @@ static void print_flush(tm_print_buffer_t *out)
 static void print_bytes(tm_print_buffer_t *out, const char *text, size_t length)
 {
   while (length > 0) {
-    if (out->used == sizeof out->bytes)
-      print_flush(out);
+    if (out->used == sizeof out->bytes) print_flush(out);
     size_t room = sizeof out->bytes - out->used;
     size_t chunk = length < room ? length : room;
     memcpy(out->bytes + out->used, text, chunk);
@@ -125,8 +123,7 @@ static void print_human(tm_print_buffer_t *out, const tinymalloc_stats_t *stats)
   print_text(out, "    block size     live blocks     allocations     slabs\n");
   for (size_t c = 0; c < stats->class_count && c < TINYMALLOC_MAX_CLASSES; c++) {
     const tinymalloc_class_stats_t *cls = &stats->classes[c];
-    if (cls->allocs == 0 && cls->live_blocks == 0 && cls->slabs == 0)
-      continue;
+    if (cls->allocs == 0 && cls->live_blocks == 0 && cls->slabs == 0) continue;
     print_number(out, cls->block_size, 14);
     print_number(out, cls->live_blocks, 16);
     print_number(out, cls->allocs, 16);
@@ -150,8 +147,7 @@ static void print_human(tm_print_buffer_t *out, const tinymalloc_stats_t *stats)
 
 static void print_json_field(tm_print_buffer_t *out, const char *name, size_t value, int first)
 {
-  if (!first)
-    print_bytes(out, ",", 1);
+  if (!first) print_bytes(out, ",", 1);
   print_bytes(out, "\"", 1);
   print_text(out, name);
   print_text(out, "\":");
@@ -230,8 +226,7 @@ static int stats_exit_fd = -1;
 
 __attribute__((constructor)) static void stats_print_keep_stderr(void)
 {
-  if (tinymalloc_option_get("show_stats") > 0)
-    stats_exit_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 100);
+  if (tinymalloc_option_get("show_stats") > 0) stats_exit_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 100);
 }
 
 /* TINYMALLOC_SHOW_STATS=1 prints the human report at exit, 2 the JSON
@@ -241,6 +236,5 @@ __attribute__((constructor)) static void stats_print_keep_stderr(void)
 __attribute__((destructor)) static void stats_print_at_exit(void)
 {
   long show = tinymalloc_option_get("show_stats");
-  if (show > 0)
-    tinymalloc_stats_print(stats_exit_fd >= 0 ? stats_exit_fd : STDERR_FILENO, show >= 2);
+  if (show > 0) tinymalloc_stats_print(stats_exit_fd >= 0 ? stats_exit_fd : STDERR_FILENO, show >= 2);
 }

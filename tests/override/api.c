@@ -43,11 +43,11 @@ static int is_aligned(const void *p, size_t alignment) { return ((uintptr_t)p & 
 static void every_symbol_resolves_to_the_override_library(void)
 {
   static const char *const names[] = {
-      "malloc",         "free",           "calloc",          "realloc",         "reallocarray",
-      "aligned_alloc",  "posix_memalign", "memalign",        "valloc",          "pvalloc",
-      "malloc_usable_size", "cfree",      "__libc_malloc",   "__libc_free",     "__libc_calloc",
-      "__libc_realloc", "__libc_memalign", "__libc_valloc",  "__libc_pvalloc",  "mallopt",
-      "malloc_trim",    "mallinfo",       "mallinfo2",       "malloc_stats",    "malloc_info"};
+      "malloc",         "free",        "calloc",        "realloc",        "reallocarray",       "aligned_alloc",
+      "posix_memalign", "memalign",    "valloc",        "pvalloc",        "malloc_usable_size", "cfree",
+      "__libc_malloc",  "__libc_free", "__libc_calloc", "__libc_realloc", "__libc_memalign",    "__libc_valloc",
+      "__libc_pvalloc", "mallopt",     "malloc_trim",   "mallinfo",       "mallinfo2",          "malloc_stats",
+      "malloc_info"};
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
     void *symbol = dlsym(RTLD_DEFAULT, names[i]);
     Dl_info info;
@@ -112,8 +112,7 @@ static void calloc_zeroes_reused_memory_and_checks_overflow(void)
     unsigned char *zero = calloc(size / 8, 8);
     CHECK(zero != NULL);
     for (size_t i = 0; i < size; i++)
-      if (zero[i] != 0)
-        CHECK(!"calloc returned non-zero bytes");
+      if (zero[i] != 0) CHECK(!"calloc returned non-zero bytes");
     free(zero);
   }
   errno = 0;
@@ -134,8 +133,7 @@ static void realloc_keeps_contents_and_frees_on_zero(void)
     CHECK(q != NULL);
     size_t keep = old < size ? old : size;
     for (size_t j = 0; j < keep; j++)
-      if (q[j] != (unsigned char)(j * 7 + 1))
-        CHECK(!"realloc lost contents");
+      if (q[j] != (unsigned char)(j * 7 + 1)) CHECK(!"realloc lost contents");
     for (size_t j = 0; j < size; j++)
       q[j] = (unsigned char)(j * 7 + 1);
     p = q;

@@ -11,13 +11,13 @@
 /* Atomic: threads of the stress programs check too. */
 static _Atomic unsigned long check_count;
 
-#define CHECK(cond)                                                                    \
-  do {                                                                                 \
-    if (!(cond)) {                                                                     \
-      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);         \
-      exit(1);                                                                         \
-    }                                                                                  \
-    check_count++;                                                                     \
+#define CHECK(cond)                                                                                                    \
+  do {                                                                                                                 \
+    if (!(cond)) {                                                                                                     \
+      fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                                         \
+      exit(1);                                                                                                         \
+    }                                                                                                                  \
+    check_count++;                                                                                                     \
   } while (0)
 
 static inline void *launder(void *p)

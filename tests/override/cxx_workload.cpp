@@ -19,7 +19,10 @@ struct alignas(256) Wide {
 static std::uint64_t work(unsigned seed, bool *aligned_ok)
 {
   std::uint64_t x = seed * 2654435761u + 1;
-  auto next = [&x] { x = x * 6364136223846793005ull + 1442695040888963407ull; return x >> 33; };
+  auto next = [&x] {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    return x >> 33;
+  };
   std::map<std::string, std::vector<int>> tree;
   std::unordered_map<std::uint64_t, std::shared_ptr<std::string>> hash;
   std::vector<std::unique_ptr<Wide>> wides;
@@ -29,12 +32,10 @@ static std::uint64_t work(unsigned seed, bool *aligned_ok)
     tree[key].push_back(i);
     hash[next() % 3000] = std::make_shared<std::string>(key + std::string(next() % 200, 'x'));
     auto wide = std::make_unique<Wide>();
-    if (reinterpret_cast<std::uintptr_t>(wide.get()) % alignof(Wide) != 0)
-      *aligned_ok = false;
+    if (reinterpret_cast<std::uintptr_t>(wide.get()) % alignof(Wide) != 0) *aligned_ok = false;
     wide->value[i % 8] = next();
     wides.push_back(std::move(wide));
-    if (wides.size() > 500)
-      wides.erase(wides.begin(), wides.begin() + 250);
+    if (wides.size() > 500) wides.erase(wides.begin(), wides.begin() + 250);
   }
   for (auto &entry : tree)
     digest = digest * 31 + entry.first.size() + entry.second.size();

@@ -21,12 +21,10 @@ static int find_tls(struct dl_phdr_info *info, size_t size, void *data)
 {
   (void)size;
   (void)data;
-  if (info->dlpi_name == NULL || strstr(info->dlpi_name, "libtinymalloc-override") == NULL)
-    return 0;
+  if (info->dlpi_name == NULL || strstr(info->dlpi_name, "libtinymalloc-override") == NULL) return 0;
   library_seen = 1;
   for (int i = 0; i < info->dlpi_phnum; i++)
-    if (info->dlpi_phdr[i].p_type == PT_TLS)
-      tls_bytes += info->dlpi_phdr[i].p_memsz;
+    if (info->dlpi_phdr[i].p_type == PT_TLS) tls_bytes += info->dlpi_phdr[i].p_memsz;
   return 1;
 }
 
@@ -46,8 +44,7 @@ int main(int argc, char **argv)
 {
   CHECK(argc == 2);
   void *handle = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
-  if (handle == NULL)
-    fprintf(stderr, "dlopen: %s\n", dlerror());
+  if (handle == NULL) fprintf(stderr, "dlopen: %s\n", dlerror());
   CHECK(handle != NULL);
   CHECK(dl_iterate_phdr(find_tls, NULL) == 1 && library_seen);
   CHECK(tls_bytes <= 16);

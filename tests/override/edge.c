@@ -38,8 +38,7 @@ static void late_destructor(void *value)
 {
   free(value);
   void *again = malloc(300);
-  if (again != NULL)
-    memset(again, 1, 300);
+  if (again != NULL) memset(again, 1, 300);
   free(again);
 }
 
@@ -81,8 +80,7 @@ static void dlopen_paths(const char *library)
 {
   for (int round = 0; round < 3; round++) {
     void *handle = dlopen(library, RTLD_NOW | RTLD_LOCAL);
-    if (handle == NULL)
-      fprintf(stderr, "dlopen: %s\n", dlerror());
+    if (handle == NULL) fprintf(stderr, "dlopen: %s\n", dlerror());
     CHECK(handle != NULL);
     int (*constructor_ran)(void) = (int (*)(void))dlsym(handle, "edge_dl_constructor_ran");
     void *(*make)(size_t) = (void *(*)(size_t))dlsym(handle, "edge_dl_make");
@@ -90,7 +88,7 @@ static void dlopen_paths(const char *library)
     CHECK(constructor_ran && make && release && constructor_ran());
     unsigned char *from_library = make(5000);
     CHECK(from_library != NULL && from_library[4999] == 0x3c);
-    free(from_library); /* allocated there, freed here */
+    free(from_library);   /* allocated there, freed here */
     release(malloc(777)); /* allocated here, freed there */
     CHECK(dlclose(handle) == 0);
   }

@@ -17,11 +17,13 @@ __attribute__((destructor)) static void edge_dl_destructor(void) { free(construc
 void *edge_dl_make(size_t size)
 {
   void *p = malloc(size);
-  if (p != NULL)
-    memset(p, 0x3c, size);
+  if (p != NULL) memset(p, 0x3c, size);
   return p;
 }
 
 void edge_dl_release(void *p) { free(p); }
 
-int edge_dl_constructor_ran(void) { return constructor_block != NULL && strcmp(constructor_block, "edge_dl loaded") == 0; }
+int edge_dl_constructor_ran(void)
+{
+  return constructor_block != NULL && strcmp(constructor_block, "edge_dl loaded") == 0;
+}

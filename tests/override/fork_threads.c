@@ -36,10 +36,8 @@ static uint32_t next_random(uint32_t *state)
 static size_t random_size(uint32_t *state)
 {
   uint32_t r = next_random(state);
-  if (r % 1000 == 0)
-    return (size_t)(2 << 20) + r % 4096;
-  if (r % 50 == 0)
-    return 16384 + r % 200000;
+  if (r % 1000 == 0) return (size_t)(2 << 20) + r % 4096;
+  if (r % 50 == 0) return 16384 + r % 200000;
   return 1 + r % 2048;
 }
 
@@ -48,8 +46,7 @@ static size_t random_size(uint32_t *state)
 static unsigned char *make_block(uint32_t *state)
 {
   size_t size = random_size(state);
-  if (size < sizeof(size_t) + 1)
-    size = sizeof(size_t) + 1;
+  if (size < sizeof(size_t) + 1) size = sizeof(size_t) + 1;
   unsigned char *p = malloc(size);
   CHECK(p != NULL);
   memcpy(p, &size, sizeof size);
@@ -59,8 +56,7 @@ static unsigned char *make_block(uint32_t *state)
 
 static void drop_block(unsigned char *p)
 {
-  if (p == NULL)
-    return;
+  if (p == NULL) return;
   size_t size;
   memcpy(&size, p, sizeof size);
   CHECK(p[size - 1] == (unsigned char)(size & 0xff));
@@ -104,8 +100,7 @@ static void run_child(unsigned round)
   for (int i = 0; i < 512; i++)
     kept[i] = make_block(&state);
   pthread_t thread;
-  if (pthread_create(&thread, NULL, child_thread, (void *)(uintptr_t)round) != 0)
-    _exit(3);
+  if (pthread_create(&thread, NULL, child_thread, (void *)(uintptr_t)round) != 0) _exit(3);
   pthread_join(thread, NULL);
   /* Only this thread runs in the child, so the counters are exact for what
    * it did. (tinymalloc_check would also compare the counters of the
@@ -138,8 +133,7 @@ int main(int argc, char **argv)
   for (unsigned round = 0; round < rounds; round++) {
     pid_t pid = fork();
     CHECK(pid >= 0);
-    if (pid == 0)
-      run_child(round);
+    if (pid == 0) run_child(round);
     /* The parent keeps allocating between forks too. */
     uint32_t state = round;
     drop_block(make_block(&state));

@@ -19,10 +19,8 @@ static const char *describe_bytes(const unsigned char *p, size_t n)
 {
   static char text[32];
   for (size_t i = 1; i < n; i++)
-    if (p[i] != p[0])
-      return "mixed";
-  if (p[0] == 0)
-    return "zero";
+    if (p[i] != p[0]) return "mixed";
+  if (p[0] == 0) return "zero";
   snprintf(text, sizeof text, "uniform-0x%02x", p[0]);
   return text;
 }
