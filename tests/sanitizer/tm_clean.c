@@ -184,6 +184,7 @@ static void cross_thread_frees(void)
  * that is still live at exit: LeakSanitizer must find it (root regions), and
  * memcheck counts it reachable. */
 static void **volatile holder; /* volatile: the stores must stay */
+static unsigned char *volatile grown_holder;
 
 static __attribute__((noinline)) void hold_system_block(void)
 {
@@ -194,6 +195,15 @@ static __attribute__((noinline)) void hold_system_block(void)
   memset(system_block, 0x77, 100);
   holder[0] = system_block;
   system_block = NULL;
+  /* The same in the pages a large block gains when it grows in place. */
+  grown_holder = tinymalloc(2u << 20);
+  CHECK(grown_holder != NULL);
+  grown_holder = tinyrealloc(grown_holder, 6u << 20);
+  CHECK(grown_holder != NULL);
+  void *second_block = malloc(200);
+  CHECK(second_block != NULL);
+  memset(second_block, 0x78, 200);
+  memcpy(grown_holder + (5u << 20), &second_block, sizeof second_block);
 }
 
 int main(void)
@@ -207,6 +217,9 @@ int main(void)
   hold_system_block();
   CHECK(tinymalloc_check() == 0);
   CHECK(((unsigned char *)holder[0])[99] == 0x77);
+  unsigned char *second;
+  memcpy(&second, grown_holder + (5u << 20), sizeof second);
+  CHECK(second[199] == 0x78);
   printf("tm_clean: ok\n");
   return 0;
 }
