@@ -104,18 +104,21 @@ step "injected bugs must all be caught (fuzz/bugs/*.patch)"
 "$root/fuzz/prove-bugs.sh" --time 30 || fail "injected-bug proof"
 
 step "a saved finding reproduces from the replay driver alone"
-repro=$(ls "$root"/build/fuzz-bugs/*/reproducer.bin 2>/dev/null | head -n 1 || true)
-[ -n "$repro" ] || fail "no reproducer was saved by the bug proof"
-bug=$(basename "$(dirname "$repro")")
-buggy=$root/build/fuzz-bugs/$bug/build/fuzz
+bug_dir=""
+for d in "$root"/build/fuzz-bugs/*/; do
+  if [ -f "$d/reproducer.bin" ] && [ -x "$d/replay" ]; then bug_dir=${d%/}; break; fi
+done
+[ -n "$bug_dir" ] || fail "no reproducer was saved by the bug proof"
+bug=$(basename "$bug_dir")
 h=$(sed -nE 's/^Harness: *([a-z]+).*/\1/p' "$root/fuzz/bugs/$bug.patch" | head -n 1)
-[ -x "$buggy/replay_$h" ] || buggy=$root/build/fuzz-bugs/$bug/build-tsan/fuzz
-if "$buggy/replay_$h" "$repro" >"$root/build/fuzz-bugs/repro-check.log" 2>&1; then
-  fail "$repro did not fail again on the $bug build"
+log=$root/build/fuzz-bugs/repro-check.log
+if "$bug_dir/replay" "$bug_dir/reproducer.bin" >"$log" 2>&1; then
+  fail "$bug_dir/reproducer.bin did not fail again on the $bug build"
 fi
-grep -q 'tinymalloc' "$root/build/fuzz-bugs/repro-check.log" || fail "the reproduced failure does not name its check"
-"$root/build/fuzz-plain/fuzz/replay_$h" "$repro" || fail "$repro fails on the healthy build too (harness bug?)"
-tmf_log "$bug: $(grep -m1 tinymalloc "$root/build/fuzz-bugs/repro-check.log")"
+grep -q 'tinymalloc' "$log" || fail "the reproduced failure does not name its check"
+"$root/build/fuzz-plain/fuzz/replay_$h" "$bug_dir/reproducer.bin" 2>/dev/null ||
+  fail "$bug_dir/reproducer.bin fails on the healthy build too (harness bug?)"
+tmf_log "$bug: reproducer fails alone on the buggy build ($(grep -m1 tinymalloc "$log")) and passes on the healthy one"
 
 step "coverage of src/ by the committed corpus"
 "$root/fuzz/coverage.sh"

@@ -12,6 +12,12 @@
 
 #include "tinymalloc.h"
 
+/* 1 when the core was built with a tracking backend (usable size = requested
+ * size, computed from the tool's shadow state). */
+#ifndef TMF_TRACKED_CORE
+#define TMF_TRACKED_CORE 0
+#endif
+
 /* ---- Failure reporting ---------------------------------------------------- */
 
 /* Prints "tinymalloc-fuzz: <message>" on stderr and aborts, so that libFuzzer,

@@ -14,7 +14,8 @@ mkdir -p "$OUT" "$work/tinymalloc-objs"
 # The tracking backend follows the sanitizer: ASan poisons tinymalloc's
 # blocks; under MSan/UBSan-only builds the core runs untracked.
 defs=(-D_GNU_SOURCE)
-case " $CFLAGS " in *-fsanitize=address*) defs+=(-DTM_TRACK_ASAN=1) ;; esac
+hdefs=(-D_GNU_SOURCE)
+case " $CFLAGS " in *-fsanitize=address*) defs+=(-DTM_TRACK_ASAN=1) hdefs+=(-DTMF_TRACKED_CORE=1) ;; esac
 core_flags=(-std=c11 -fvisibility=hidden -fno-builtin-malloc -fno-builtin-calloc -fno-builtin-realloc
   -fno-builtin-free -ftls-model=initial-exec -Wall)
 
@@ -30,7 +31,7 @@ for h in ops threads misuse; do
   hobjs=()
   for f in common.c shadow.c ops.c "harness_$h.c" libfuzzer_main.c; do
     o=$work/tinymalloc-objs/$h-$(basename "$f" .c).o
-    $CC $CFLAGS -std=c11 -D_GNU_SOURCE -Wall -I"$root/include" -I"$root/fuzz" -c "$root/fuzz/$f" -o "$o"
+    $CC $CFLAGS -std=c11 "${hdefs[@]}" -Wall -I"$root/include" -I"$root/fuzz" -c "$root/fuzz/$f" -o "$o"
     hobjs+=("$o")
   done
   $CC $CFLAGS $LIB_FUZZING_ENGINE "${hobjs[@]}" "${objs[@]}" -lpthread -o "$OUT/fuzz_$h"

@@ -49,7 +49,7 @@ flavour_flags() {
   tsan) CORE_X=(-fsanitize=thread) HARN_X=(-fsanitize=thread) LINK_X=(-fsanitize=thread) ;;
   libfuzzer)
     CORE_X=(-fsanitize=fuzzer-no-link "${SAN_LF[@]}" -DTM_TRACK_ASAN=1)
-    HARN_X=("${SAN_LF[@]}")
+    HARN_X=("${SAN_LF[@]}" -DTMF_TRACKED_CORE=1)
     LINK_X=(-fsanitize=fuzzer "${SAN_LF[@]}")
     ;;
   esac
@@ -123,14 +123,17 @@ first_report() {
     grep -m1 -E 'tinymalloc' "$1"
 }
 
-# Replays each file alone; prints the first that fails.
+# Replays each file alone (up to `tries` times: a data race needs the right
+# interleaving); prints the first that fails.
 first_failing_input() {
-  local bin=$1 dir=$2 f
+  local bin=$1 dir=$2 tries=${3:-1} f t
   for f in "$dir"/*; do
-    if ! timeout 60 "$bin" "$f" >/dev/null 2>&1; then
-      echo "$f"
-      return 0
-    fi
+    for ((t = 0; t < tries; t++)); do
+      if ! timeout 60 "$bin" "$f" >/dev/null 2>&1; then
+        echo "$f"
+        return 0
+      fi
+    done
   done
   return 1
 }
@@ -163,12 +166,15 @@ for patch in "${patches[@]}"; do
       continue
     fi
     t0=$(now_ms)
-    if ! TSAN_OPTIONS="halt_on_error=1 exitcode=66" timeout 120 "$dir/replay-tsan" "$corpus" >"$dir/tsan.log" 2>&1; then
-      caught="TSan replay"
-      elapsed=$(($(now_ms) - t0))
-      reason=$(first_report "$dir/tsan.log")
-      input=$(TSAN_OPTIONS="halt_on_error=1 exitcode=66" first_failing_input "$dir/replay-tsan" "$corpus") && repro=yes || repro=no
-    fi
+    for attempt in 1 2 3; do # a race shows only when the threads overlap
+      if ! TSAN_OPTIONS="halt_on_error=1 exitcode=66" timeout 120 "$dir/replay-tsan" "$corpus" >"$dir/tsan.log" 2>&1; then
+        caught="TSan replay"
+        elapsed=$(($(now_ms) - t0))
+        reason=$(first_report "$dir/tsan.log")
+        input=$(TSAN_OPTIONS="halt_on_error=1 exitcode=66" first_failing_input "$dir/replay-tsan" "$corpus" 5) && repro=yes || repro=no
+        break
+      fi
+    done
   fi
 
   if [ -z "$caught" ] && [ "$scratch_mode" -eq 0 ]; then
