@@ -57,21 +57,30 @@ void tm_track_roots_add(void *p, size_t size) __attribute__((visibility("hidden"
 void tm_track_roots_remove(void *p, size_t size) __attribute__((visibility("hidden")));
 #endif
 
-#if defined(TM_TRACK_VALGRIND)
-/* The requested size of a live block: the length of its addressable prefix,
- * found by binary search with GET_VBITS, which answers 3 ("not addressable")
- * without reporting an error. Blocks are addressable exactly on
- * [p, p + requested), so the search is exact; O(log usable) requests. */
-static inline size_t tm_track_valgrind_requested(const void *p, size_t usable)
+#if TM_TRACKING
+/* Whether the program may touch this byte, asked without a report: ASan's
+ * shadow, or memcheck's GET_VBITS, which answers 3 for "not addressable". */
+static inline bool tm_track_byte_accessible(const unsigned char *b)
 {
+#if defined(TM_TRACK_ASAN)
+  return !__asan_address_is_poisoned(b);
+#else
   unsigned char vbits;
+  return VALGRIND_GET_VBITS(b, &vbits, 1) == 1;
+#endif
+}
+
+/* The requested size of a live block: the length of its accessible prefix.
+ * Blocks are accessible exactly on [p, p + requested), so a binary search is
+ * exact; O(log usable) probes, even for a large block. */
+static inline size_t tm_track_requested_size(const void *p, size_t usable)
+{
   const unsigned char *b = (const unsigned char *)p;
-  if (usable == 0 || !RUNNING_ON_VALGRIND) return usable;
-  if (VALGRIND_GET_VBITS(b + usable - 1, &vbits, 1) == 1) return usable;
-  size_t lo = 0, hi = usable - 1; /* b[hi] is not addressable; answer in [lo, hi] */
+  if (usable == 0 || tm_track_byte_accessible(b + usable - 1)) return usable;
+  size_t lo = 0, hi = usable - 1; /* b[hi] is not accessible: the answer is in [lo, hi] */
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    if (VALGRIND_GET_VBITS(b + mid, &vbits, 1) == 1) lo = mid + 1;
+    if (tm_track_byte_accessible(b + mid)) lo = mid + 1;
     else hi = mid;
   }
   return lo;
@@ -177,10 +186,9 @@ static inline void tm_track_resize(void *p, size_t old_requested, size_t new_req
 static inline size_t tm_track_usable_size(const void *p, size_t usable)
 {
 #if defined(TM_TRACK_ASAN)
-  const char *first_poisoned = (const char *)__asan_region_is_poisoned((void *)(uintptr_t)p, usable);
-  return first_poisoned ? (size_t)(first_poisoned - (const char *)p) : usable;
+  return tm_track_requested_size(p, usable);
 #elif defined(TM_TRACK_VALGRIND)
-  return tm_track_valgrind_requested(p, usable);
+  return RUNNING_ON_VALGRIND ? tm_track_requested_size(p, usable) : usable;
 #else
   (void)p;
   return usable;
