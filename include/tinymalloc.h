@@ -102,7 +102,8 @@ typedef struct tinymalloc_arena_stats_s {
 typedef struct tinymalloc_stats_s {
   size_t live_blocks;      /* blocks handed out and not yet freed */
   size_t live_bytes;       /* usable bytes of those blocks */
-  size_t mapped_bytes;     /* bytes currently mapped from the OS (data + metadata) */
+  size_t mapped_bytes;     /* bytes currently mapped from the OS (data + metadata; not the
+                              segment map's 32 MiB MAP_NORESERVE address-space reservation) */
   size_t peak_mapped_bytes; /* highest mapped_bytes since the process started */
   size_t resident_bytes;   /* bytes of those mappings resident in RAM (mincore) */
   size_t metadata_bytes;   /* bytes mapped for metadata (segment headers, heaps, maps) */

@@ -8,12 +8,14 @@
 
 typedef struct {
   int violations;
-  size_t small_live[TM_CLASS_COUNT];
-  size_t medium_live, medium_bytes, large_live, large_bytes;
+  bool quiet; /* census only: count, do not print */
+  tm_census_t live;
 } tm_check_t;
 
 static void tm_violation(tm_check_t *chk, const char *what, const void *where, uint64_t number)
 {
+  chk->violations++;
+  if (chk->quiet) return;
   char buf[320];
   size_t n = 0;
   static const char head[] = "tinymalloc: check: ";
@@ -26,7 +28,6 @@ static void tm_violation(tm_check_t *chk, const char *what, const void *where, u
   buf[n++] = '\n';
   ssize_t ignored = write(STDERR_FILENO, buf, n);
   (void)ignored;
-  chk->violations++;
 }
 
 static void tm_check_slab(tm_check_t *chk, tm_segment_t *seg, size_t slot, tm_slab_t *slab)
@@ -54,7 +55,7 @@ static void tm_check_slab(tm_check_t *chk, tm_segment_t *seg, size_t slot, tm_sl
     live += (uint32_t)__builtin_popcountll(alloc & ~padding & ~remote);
   }
   if (allocated != slab->used) tm_violation(chk, "slab used count differs from its bitmap", slab->start, slab->used);
-  chk->small_live[slab->class_index] += live;
+  chk->live.small_live[slab->class_index] += live;
 }
 
 static void tm_check_segment(tm_check_t *chk, tm_arena_t *arena, tm_segment_t *seg)
@@ -85,8 +86,8 @@ static void tm_check_segment(tm_check_t *chk, tm_arena_t *arena, tm_segment_t *s
     }
     if (tm_bits_any(covered, page, pages)) tm_violation(chk, "medium run overlaps", start, pages);
     tm_bits_set(covered, page, pages);
-    chk->medium_live++;
-    chk->medium_bytes += pages * TM_PAGE_SIZE;
+    chk->live.medium_live++;
+    chk->live.medium_bytes += pages * TM_PAGE_SIZE;
   }
   for (size_t w = 0; w < TM_PAGE_WORDS; w++) {
     if (covered[w] != seg->page_used[w]) tm_violation(chk, "page map disagrees with slabs and runs", seg, w);
@@ -120,8 +121,8 @@ static void tm_check_arena(tm_check_t *chk, tm_arena_t *arena)
     if (l->magic != TM_LARGE_MAGIC || l->base != (uint8_t *)l || l->arena != arena)
       tm_violation(chk, "large block header corrupt", l, 0);
     if (l->user + l->usable != l->base + l->map_size) tm_violation(chk, "large block extent wrong", l->user, l->usable);
-    chk->large_live++;
-    chk->large_bytes += l->usable;
+    chk->live.large_live++;
+    chk->live.large_bytes += l->usable;
   }
   if (large != arena->large_live) tm_violation(chk, "arena large count wrong", arena, arena->large_live);
 }
@@ -149,6 +150,22 @@ static void tm_check_heaps(tm_check_t *chk)
   }
 }
 
+static void tm_check_arenas(tm_check_t *chk)
+{
+  for (uint32_t i = 0; i < TM_MAX_ARENAS; i++) {
+    pthread_mutex_lock(&tm_arenas[i].lock);
+    tm_check_arena(chk, &tm_arenas[i]);
+    pthread_mutex_unlock(&tm_arenas[i].lock);
+  }
+}
+
+void tm_census(tm_census_t *out)
+{
+  tm_check_t chk = {.quiet = true};
+  tm_check_arenas(&chk);
+  *out = chk.live;
+}
+
 int tinymalloc_check(void)
 {
   tm_init();
@@ -156,18 +173,16 @@ int tinymalloc_check(void)
   tm_heap_pool_lock();
   tm_check_heaps(&chk);
   tm_heap_pool_unlock();
-  for (uint32_t i = 0; i < TM_MAX_ARENAS; i++) {
-    pthread_mutex_lock(&tm_arenas[i].lock);
-    tm_check_arena(&chk, &tm_arenas[i]);
-    pthread_mutex_unlock(&tm_arenas[i].lock);
-  }
+  tm_check_arenas(&chk);
   /* The counters are derived: they must agree with the bitmaps. */
   tinymalloc_stats_t st;
   tinymalloc_stats(&st);
   for (unsigned c = 0; c < TM_CLASS_COUNT; c++)
-    if (st.classes[c].live_blocks != chk.small_live[c])
+    if (st.classes[c].live_blocks != chk.live.small_live[c])
       tm_violation(&chk, "live-block counter differs from the bitmaps for class", NULL, c);
-  if (st.medium_blocks != chk.medium_live) tm_violation(&chk, "medium live counter differs from the page maps", NULL, chk.medium_live);
-  if (st.large_blocks != chk.large_live) tm_violation(&chk, "large live counter differs from the mappings", NULL, chk.large_live);
+  if (st.medium_blocks != chk.live.medium_live)
+    tm_violation(&chk, "medium live counter differs from the page maps", NULL, chk.live.medium_live);
+  if (st.large_blocks != chk.live.large_live)
+    tm_violation(&chk, "large live counter differs from the mappings", NULL, chk.live.large_live);
   return chk.violations;
 }

@@ -53,9 +53,21 @@ void tm_init_slow(void)
   pthread_mutex_unlock(&tm_init_lock);
 }
 
-__attribute__((constructor)) static void tm_init_at_load(void)
+/* Fork handlers are registered here, never from inside malloc: pthread_atfork
+ * may allocate. Registered early (priority 101), the prepare handler runs
+ * after the handlers the program registers later (they may allocate), and the
+ * child handler before theirs, so the allocator is unlocked when they run. */
+__attribute__((constructor(101))) static void tm_init_at_load(void)
 {
   tm_init();
+  if (pthread_atfork(tm_fork_prepare, tm_fork_parent, tm_fork_child) != 0)
+    tm_warn("pthread_atfork failed: fork() in a threaded program is unsafe", "");
+  tm_stats_keep_stderr();
+}
+
+__attribute__((destructor)) static void tm_fini_at_exit(void)
+{
+  tm_stats_print_at_exit();
 }
 
 void tm_fork_prepare(void)
@@ -72,10 +84,17 @@ void tm_fork_parent(void)
 }
 
 /* Only the forking thread exists in the child; it holds every lock, so they
- * can simply be released. The other threads' slabs stay owned by heaps that
- * no thread will use again: their blocks can still be freed (remotely). */
+ * can simply be released. The other threads' heaps are retired (no thread
+ * will use them again; their lists may have been frozen mid-update) and their
+ * slabs stay owned by them: blocks in them can still be freed, remotely.
+ * Those threads may also have been frozen between a bitmap change and the
+ * counter update that follows it, so the counters are rebuilt from the
+ * bitmaps (the truth) before they are next read. */
 void tm_fork_child(void)
 {
+  for (tm_heap_t *heap = tm_heap_registry(); heap; heap = heap->next_all)
+    if (heap != tm_thread_heap) heap->alive = false;
+  tm_stats_mark_stale();
   tm_fork_parent();
 }
 

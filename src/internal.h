@@ -208,6 +208,7 @@ void tm_fork_child(void) TM_HIDDEN;
 /* os.c: the only door to the OS for memory */
 void *tm_os_map_aligned(size_t size, size_t alignment) TM_HIDDEN;
 void *tm_os_map(size_t size) TM_HIDDEN; /* page-aligned metadata memory */
+void *tm_os_reserve(size_t size) TM_HIDDEN; /* address space, not counted as mapped */
 void tm_os_unmap(void *p, size_t size) TM_HIDDEN;
 void tm_os_purge(void *p, size_t size) TM_HIDDEN;
 bool tm_os_grow_in_place(void *base, size_t old_size, size_t new_size) TM_HIDDEN;
@@ -347,6 +348,19 @@ void tm_warn(const char *a, const char *b) TM_HIDDEN;
 /* Formats an unsigned number into buf (returns characters written). */
 size_t tm_fmt_hex(char *buf, uintptr_t v) TM_HIDDEN;
 size_t tm_fmt_dec(char *buf, uint64_t v) TM_HIDDEN;
+
+/* check.c: what the bitmaps, page maps and large lists say is live (the
+ * truth the counters must agree with); takes every arena lock in turn. */
+typedef struct tm_census_s {
+  size_t small_live[TM_CLASS_COUNT];
+  size_t medium_live, medium_bytes, large_live, large_bytes;
+} tm_census_t;
+void tm_census(tm_census_t *out) TM_HIDDEN;
+
+/* stats.c, stats_print.c */
+void tm_stats_mark_stale(void) TM_HIDDEN; /* fork child: rebuild counters from the bitmaps */
+void tm_stats_keep_stderr(void) TM_HIDDEN;
+void tm_stats_print_at_exit(void) TM_HIDDEN;
 
 /* options.c */
 void tm_options_init(void) TM_HIDDEN;

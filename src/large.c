@@ -24,7 +24,7 @@ void *tm_large_alloc(size_t size, size_t alignment)
   size_t map_align = alignment > TM_SEGMENT_SIZE ? alignment : TM_SEGMENT_SIZE;
   uint8_t *base = tm_os_map_aligned(map_size, map_align);
   if (base == NULL) return NULL;
-  tm_large_t *large = (tm_large_t *)base;
+  tm_large_t *large = (tm_large_t *)(void *)base; /* page-aligned */
   large->magic = TM_LARGE_MAGIC;
   large->base = base;
   large->map_size = map_size;
@@ -41,6 +41,7 @@ void *tm_large_alloc(size_t size, size_t alignment)
   arena->large_live++;
   pthread_mutex_unlock(&arena->lock);
   tm_segmap_set((uintptr_t)base, map_size, TM_SEG_LARGE_HEAD, TM_SEG_LARGE_BODY);
+  tm_track_os_map(large->user, usable); /* not the header page */
   return large->user;
 }
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "track.h"
 
 tm_options_t tm_options = {
     .verbose = 0,
@@ -132,5 +133,6 @@ long tinymalloc_option_get(const char *name)
 
 void tm_junk_fill(void *p, size_t size)
 {
-  memset(p, TM_JUNK_FREE_BYTE, size);
+  /* Tracked builds: only the requested bytes are the program's to touch. */
+  memset(p, TM_JUNK_FREE_BYTE, tm_track_usable_size(p, size));
 }

@@ -46,17 +46,23 @@ void *tm_os_map_aligned(size_t size, size_t alignment)
     errno = ENOMEM;
     return NULL;
   }
-  tm_os_account_map(size);
-  tm_track_os_map((void *)aligned, size);
+  tm_os_account_map(size); /* callers call tm_track_os_map on the data pages */
   return (void *)aligned;
 }
 
-/* Metadata pages (heap pool chunks, the segment map): never handed to users. */
-void *tm_os_map(size_t size)
+/* Address space for metadata, touched a page at a time (the segment map):
+ * not counted as mapped, since only the pages written ever cost memory. */
+void *tm_os_reserve(size_t size)
 {
   void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) return NULL;
-  atomic_fetch_add_explicit(&tm_os_meta_mapped, size, memory_order_relaxed);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+/* Metadata pages (heap pool chunks): never handed to users. */
+void *tm_os_map(size_t size)
+{
+  void *p = tm_os_reserve(size);
+  if (p != NULL) atomic_fetch_add_explicit(&tm_os_meta_mapped, size, memory_order_relaxed);
   return p;
 }
 
@@ -71,9 +77,8 @@ void tm_os_unmap(void *p, size_t size)
 /* The pages stay mapped and read back as zero; the kernel frees them now. */
 void tm_os_purge(void *p, size_t size)
 {
-  tm_track_os_unmap(p, size);
+  tm_track_os_purge(p, size);
   madvise(p, size, MADV_DONTNEED);
-  tm_track_os_map(p, size);
   atomic_fetch_add_explicit(&tm_os_purged, size, memory_order_relaxed);
 }
 

@@ -1,6 +1,6 @@
 /* The drop-in replacement: the exported malloc family (malloc, free, the
  * __libc_* aliases, mallinfo2, malloc_trim, ...) as thin layers over the tiny*
- * API, plus the pthread_atfork registration. It holds no allocator state and
+ * API (the pthread_atfork registration is init.c's). It holds no allocator state and
  * must never call the malloc family itself, except malloc_info, which runs
  * outside the allocator and writes through stdio as glibc's does. */
 #include <errno.h>
@@ -227,19 +227,4 @@ TM_EXPORT int malloc_info(int options, FILE *out)
           stats.live_blocks, stats.live_bytes, stats.large_blocks, override_large_bytes(&stats), stats.mapped_bytes,
           stats.peak_mapped_bytes, stats.resident_bytes, stats.metadata_bytes);
   return ferror(out) ? -1 : 0;
-}
-
-/* ---- fork ------------------------------------------------------------------ */
-
-/* Registered from a constructor, never from inside malloc: pthread_atfork may
- * allocate. Registered early, the prepare handler runs after the handlers the
- * program registers later (they may allocate), and the child handler runs
- * before theirs, so the allocator is unlocked again when they run. */
-__attribute__((constructor(101))) static void override_register_fork_handlers(void)
-{
-  if (pthread_atfork(tm_fork_prepare, tm_fork_parent, tm_fork_child) != 0) {
-    static const char message[] = "tinymalloc: pthread_atfork failed; fork() in a threaded program is unsafe\n";
-    ssize_t ignored = write(STDERR_FILENO, message, sizeof message - 1);
-    (void)ignored;
-  }
 }

@@ -9,7 +9,7 @@ _Atomic(uint8_t) *tm_segmap;
 void tm_segmap_init(void)
 {
   size_t entries = (size_t)1 << (TM_ADDRESS_BITS - TM_SEGMENT_SHIFT);
-  tm_segmap = tm_os_map(entries);
+  tm_segmap = tm_os_reserve(entries);
   if (tm_segmap == NULL) {
     tm_warn("cannot reserve the segment map", "");
     __builtin_trap();

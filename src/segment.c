@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "track.h"
 
 tm_segment_t *tm_segment_create(tm_arena_t *arena)
 {
@@ -23,6 +24,8 @@ tm_segment_t *tm_segment_create(tm_arena_t *arena)
   arena->segments = seg;
   arena->segment_count++;
   tm_segmap_set((uintptr_t)seg, TM_SEGMENT_SIZE, TM_SEG_ARENA, TM_SEG_ARENA);
+  /* The data pages only: the header pages are never poisoned. */
+  tm_track_os_map((uint8_t *)seg + TM_META_PAGES * TM_PAGE_SIZE, TM_SEGMENT_SIZE - TM_META_PAGES * TM_PAGE_SIZE);
   return seg;
 }
 

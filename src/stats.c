@@ -17,27 +17,80 @@ static size_t tm_live(size_t allocs, size_t frees)
   return allocs > frees ? allocs - frees : 0;
 }
 
-int tinymalloc_stats(tinymalloc_stats_t *out)
-{
-  tm_init();
-  memset(out, 0, sizeof *out);
-  size_t small_allocs[TM_CLASS_COUNT] = {0}, small_frees[TM_CLASS_COUNT] = {0};
-  size_t big_allocs[2] = {0}, big_frees[2] = {0}, big_alloc_bytes[2] = {0}, big_free_bytes[2] = {0};
+/* The per-thread counters summed over every heap that ever existed. */
+typedef struct {
+  size_t small_allocs[TM_CLASS_COUNT], small_frees[TM_CLASS_COUNT];
+  size_t big_allocs[2], big_frees[2], big_alloc_bytes[2], big_free_bytes[2];
+} tm_sums_t;
 
+static void tm_sum_counters(tm_sums_t *sum)
+{
+  memset(sum, 0, sizeof *sum);
   tm_heap_pool_lock();
   for (tm_heap_t *heap = tm_heap_registry(); heap; heap = heap->next_all) {
     for (unsigned c = 0; c < TM_CLASS_COUNT; c++) {
-      small_allocs[c] += tm_load(&heap->small_allocs[c]);
-      small_frees[c] += tm_load(&heap->small_frees[c]);
+      sum->small_allocs[c] += tm_load(&heap->small_allocs[c]);
+      sum->small_frees[c] += tm_load(&heap->small_frees[c]);
     }
     for (int k = 0; k < 2; k++) {
-      big_allocs[k] += tm_load(&heap->big_allocs[k]);
-      big_frees[k] += tm_load(&heap->big_frees[k]);
-      big_alloc_bytes[k] += tm_load(&heap->big_alloc_bytes[k]);
-      big_free_bytes[k] += tm_load(&heap->big_free_bytes[k]);
+      sum->big_allocs[k] += tm_load(&heap->big_allocs[k]);
+      sum->big_frees[k] += tm_load(&heap->big_frees[k]);
+      sum->big_alloc_bytes[k] += tm_load(&heap->big_alloc_bytes[k]);
+      sum->big_free_bytes[k] += tm_load(&heap->big_free_bytes[k]);
     }
   }
   tm_heap_pool_unlock();
+}
+
+static _Atomic bool tm_counters_stale;
+
+void tm_stats_mark_stale(void)
+{
+  atomic_store_explicit(&tm_counters_stale, true, memory_order_relaxed);
+}
+
+/* Moves one heap's `allocs`/`frees` so that the sums satisfy
+ * sum_allocs - sum_frees == truth (the sums may even be "negative"). */
+static void tm_counter_settle(_Atomic size_t *allocs, _Atomic size_t *frees, size_t sum_allocs, size_t sum_frees,
+                              size_t truth)
+{
+  size_t missing = truth - (sum_allocs - sum_frees); /* modulo 2^64 */
+  if ((ptrdiff_t)missing > 0) tm_counter_add(allocs, missing);
+  else if ((ptrdiff_t)missing < 0) tm_counter_add(frees, (size_t)0 - missing);
+}
+
+/* In a fork child, threads of the parent may have stopped between changing a
+ * bitmap and counting it: the bitmaps are the truth, so the calling thread's
+ * counters absorb the difference. */
+static void tm_rebuild_counters(void)
+{
+  tm_heap_t *me = tm_heap_get();
+  if (me == NULL) return;
+  tm_census_t truth;
+  tm_sums_t sum;
+  tm_census(&truth);
+  tm_sum_counters(&sum);
+  for (unsigned c = 0; c < TM_CLASS_COUNT; c++)
+    tm_counter_settle(&me->small_allocs[c], &me->small_frees[c], sum.small_allocs[c], sum.small_frees[c],
+                      truth.small_live[c]);
+  size_t live[2] = {truth.medium_live, truth.large_live}, bytes[2] = {truth.medium_bytes, truth.large_bytes};
+  for (int k = 0; k < 2; k++) {
+    tm_counter_settle(&me->big_allocs[k], &me->big_frees[k], sum.big_allocs[k], sum.big_frees[k], live[k]);
+    tm_counter_settle(&me->big_alloc_bytes[k], &me->big_free_bytes[k], sum.big_alloc_bytes[k], sum.big_free_bytes[k],
+                      bytes[k]);
+  }
+}
+
+int tinymalloc_stats(tinymalloc_stats_t *out)
+{
+  tm_init();
+  if (atomic_exchange_explicit(&tm_counters_stale, false, memory_order_relaxed)) tm_rebuild_counters();
+  memset(out, 0, sizeof *out);
+  tm_sums_t sum;
+  tm_sum_counters(&sum);
+  size_t *small_allocs = sum.small_allocs, *small_frees = sum.small_frees;
+  size_t *big_allocs = sum.big_allocs, *big_frees = sum.big_frees;
+  size_t *big_alloc_bytes = sum.big_alloc_bytes, *big_free_bytes = sum.big_free_bytes;
 
   out->class_count = TM_CLASS_COUNT;
   for (unsigned c = 0; c < TM_CLASS_COUNT; c++) {

@@ -224,7 +224,7 @@ TINYMALLOC_API void tinymalloc_stats_print(int fd, int json)
  * If show_stats is switched on later through the API, fd 2 is used. */
 static int stats_exit_fd = -1;
 
-__attribute__((constructor)) static void stats_print_keep_stderr(void)
+void tm_stats_keep_stderr(void)
 {
   if (tinymalloc_option_get("show_stats") > 0) stats_exit_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 100);
 }
@@ -232,8 +232,9 @@ __attribute__((constructor)) static void stats_print_keep_stderr(void)
 /* TINYMALLOC_SHOW_STATS=1 prints the human report at exit, 2 the JSON
  * object. A destructor rather than atexit(): registering with atexit may
  * allocate, and the library's destructor runs after the program's, so the
- * report sees the program's final frees. */
-__attribute__((destructor)) static void stats_print_at_exit(void)
+ * report sees the program's final frees. Both hooks are called from init.c's
+ * constructor and destructor, so that a static link pulls this file in. */
+void tm_stats_print_at_exit(void)
 {
   long show = tinymalloc_option_get("show_stats");
   if (show > 0) tinymalloc_stats_print(stats_exit_fd >= 0 ? stats_exit_fd : STDERR_FILENO, show >= 2);
