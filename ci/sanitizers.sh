@@ -50,18 +50,29 @@ run_config() {
   cmake --build --preset "$name" -j "$(nproc)" >>"$log" 2>&1 || { cat "$log"; return 1; }
   rm -f "$log"
   echo "==== $name: ctest"
-  ctest --preset "$name" -j "$(nproc)"
+  if ! ctest --preset "$name" -j "$(nproc)"; then
+    echo "==== $name: FAILED after $((SECONDS - start)) s"
+    return 1
+  fi
   echo "==== $name: passed in $((SECONDS - start)) s"
 }
 
+for config in "${configs[@]}"; do
+  case $config in
+    asan | tsan | memcheck) ;;
+    *) echo "sanitizers.sh: unknown configuration $config (asan, tsan, memcheck)" >&2; exit 2 ;;
+  esac
+done
 install_missing_packages
 ensure_presets
 mkdir -p build
 total=$SECONDS
+failed=()
 for config in "${configs[@]}"; do
-  case $config in
-    asan | tsan | memcheck) run_config "$config" ;;
-    *) echo "sanitizers.sh: unknown configuration $config (asan, tsan, memcheck)" >&2; exit 2 ;;
-  esac
+  run_config "$config" || failed+=("$config") # every configuration runs, then the verdict
 done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "sanitizers.sh: FAILED: ${failed[*]} (of ${configs[*]}) in $((SECONDS - total)) s"
+  exit 1
+fi
 echo "sanitizers.sh: all passed (${configs[*]}) in $((SECONDS - total)) s"
