@@ -102,6 +102,29 @@ void tm_arena_abandon_slab(tm_arena_t *arena, tm_slab_t *slab)
   arena->abandoned[slab->class_index] = slab;
 }
 
+/* Lock held, fork child only: slabs of heaps that the fork retired (their
+ * threads do not exist here and may have stopped mid-update) are recounted
+ * from their bitmaps and abandoned to the arena, where threads adopt them. */
+void tm_arena_adopt_orphans(tm_arena_t *arena)
+{
+  for (tm_segment_t *seg = arena->segments; seg; seg = seg->next) {
+    for (size_t slot = 0; slot < TM_SLOTS; slot++) {
+      tm_slab_t *slab = &seg->slabs[slot];
+      tm_heap_t *owner = atomic_load_explicit(&slab->owner, memory_order_relaxed);
+      if (atomic_load_explicit(&slab->block_size, memory_order_relaxed) == 0 || owner == NULL || owner->alive)
+        continue;
+      uint32_t allocated = 0;
+      for (uint32_t w = 0; w < TM_SLAB_WORDS; w++)
+        allocated += (uint32_t)__builtin_popcountll(atomic_load_explicit(&slab->alloc_bits[w], memory_order_relaxed));
+      slab->used = allocated - (TM_SLAB_WORDS * 64 - slab->capacity);
+      slab->hint = 0;
+      slab->in_full_list = false;
+      slab->counted_empty = false;
+      tm_arena_abandon_slab(arena, slab);
+    }
+  }
+}
+
 void *tm_arena_alloc_medium(tm_arena_t *arena, size_t size, size_t alignment, bool zero)
 {
   size_t pages = (size + TM_PAGE_SIZE - 1) >> TM_PAGE_SHIFT;
@@ -208,9 +231,9 @@ bool tm_medium_resize_in_place(void *p, size_t new_size, size_t *usable)
   size_t page = tm_page_of(seg, p);
   size_t want = (new_size + TM_PAGE_SIZE - 1) >> TM_PAGE_SHIFT;
   bool ok = false;
+  tm_heap_t *heap = tm_heap_get(); /* may be this thread's first call */
   pthread_mutex_lock(&arena->lock);
   size_t have = seg->run_pages[page];
-  tm_heap_t *heap = tm_thread_heap;
   if (want <= have) {
     if (want < have) tm_segment_give_pages(seg, page + want, have - want);
     ok = true;

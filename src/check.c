@@ -152,7 +152,7 @@ static void tm_check_heaps(tm_check_t *chk)
 
 static void tm_check_arenas(tm_check_t *chk)
 {
-  for (uint32_t i = 0; i < TM_MAX_ARENAS; i++) {
+  for (uint32_t i = 0; i < tm_arena_count; i++) {
     pthread_mutex_lock(&tm_arenas[i].lock);
     tm_check_arena(chk, &tm_arenas[i]);
     pthread_mutex_unlock(&tm_arenas[i].lock);
@@ -184,5 +184,9 @@ int tinymalloc_check(void)
     tm_violation(&chk, "medium live counter differs from the page maps", NULL, chk.live.medium_live);
   if (st.large_blocks != chk.live.large_live)
     tm_violation(&chk, "large live counter differs from the mappings", NULL, chk.live.large_live);
+  size_t small_bytes = 0;
+  for (unsigned c = 0; c < TM_CLASS_COUNT; c++) small_bytes += chk.live.small_live[c] * tm_class_size[c];
+  if (st.live_bytes != small_bytes + chk.live.medium_bytes + chk.live.large_bytes)
+    tm_violation(&chk, "live-byte counter differs from the bitmaps, page maps and mappings", NULL, st.live_bytes);
   return chk.violations;
 }

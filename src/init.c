@@ -70,32 +70,35 @@ __attribute__((destructor)) static void tm_fini_at_exit(void)
   tm_stats_print_at_exit();
 }
 
+/* Only the arenas in use are locked (TSan also refuses to track 65 held locks). */
+static uint32_t tm_fork_locked_arenas;
+
 void tm_fork_prepare(void)
 {
   tm_init();
   tm_heap_pool_lock();
-  for (uint32_t i = 0; i < TM_MAX_ARENAS; i++) pthread_mutex_lock(&tm_arenas[i].lock);
+  tm_fork_locked_arenas = tm_arena_count;
+  for (uint32_t i = 0; i < tm_fork_locked_arenas; i++) pthread_mutex_lock(&tm_arenas[i].lock);
 }
 
 void tm_fork_parent(void)
 {
-  for (uint32_t i = 0; i < TM_MAX_ARENAS; i++) pthread_mutex_unlock(&tm_arenas[i].lock);
+  for (uint32_t i = 0; i < tm_fork_locked_arenas; i++) pthread_mutex_unlock(&tm_arenas[i].lock);
   tm_heap_pool_unlock();
 }
 
-/* Only the forking thread exists in the child; it holds every lock, so they
- * can simply be released. The other threads' heaps are retired (no thread
- * will use them again; their lists may have been frozen mid-update) and their
- * slabs stay owned by them: blocks in them can still be freed, remotely.
- * Those threads may also have been frozen between a bitmap change and the
- * counter update that follows it, so the counters are rebuilt from the
- * bitmaps (the truth) before they are next read. */
+/* Only the forking thread exists in the child, holding every lock. The other
+ * threads' heaps are retired (their lists may have been frozen mid-update)
+ * and their slabs recounted and abandoned to the arenas, so the child can
+ * reuse them. Those threads may also have stopped between a bitmap change and
+ * the counter update after it: the counters are rebuilt from the bitmaps. */
 void tm_fork_child(void)
 {
   for (tm_heap_t *heap = tm_heap_registry(); heap; heap = heap->next_all)
     if (heap != tm_thread_heap) heap->alive = false;
-  tm_stats_mark_stale();
+  for (uint32_t i = 0; i < tm_fork_locked_arenas; i++) tm_arena_adopt_orphans(&tm_arenas[i]);
   tm_fork_parent();
+  tm_stats_rebuild();
 }
 
 size_t tinymalloc_trim(void)
@@ -104,6 +107,6 @@ size_t tinymalloc_trim(void)
   size_t returned = 0;
   tm_heap_t *heap = tm_thread_heap;
   if (heap) tm_heap_release_empty(heap);
-  for (uint32_t i = 0; i < TM_MAX_ARENAS; i++) returned += tm_arena_trim(&tm_arenas[i]);
+  for (uint32_t i = 0; i < tm_arena_count; i++) returned += tm_arena_trim(&tm_arenas[i]);
   return returned;
 }

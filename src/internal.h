@@ -323,6 +323,7 @@ tm_arena_t *tm_arena_for_thread(void) TM_HIDDEN;
 tm_slab_t *tm_arena_get_slab(tm_arena_t *arena, tm_heap_t *heap, unsigned cls) TM_HIDDEN;
 void tm_arena_release_slab(tm_arena_t *arena, tm_slab_t *slab) TM_HIDDEN; /* lock held */
 void tm_arena_abandon_slab(tm_arena_t *arena, tm_slab_t *slab) TM_HIDDEN; /* lock held */
+void tm_arena_adopt_orphans(tm_arena_t *arena) TM_HIDDEN;  /* lock held, fork child */
 void *tm_arena_alloc_medium(tm_arena_t *arena, size_t size, size_t alignment, bool zero) TM_HIDDEN;
 void tm_medium_free(void *p, const char *op) TM_HIDDEN;
 bool tm_medium_lookup(const void *p, const char *op, size_t *usable) TM_HIDDEN;
@@ -358,7 +359,7 @@ typedef struct tm_census_s {
 void tm_census(tm_census_t *out) TM_HIDDEN;
 
 /* stats.c, stats_print.c */
-void tm_stats_mark_stale(void) TM_HIDDEN; /* fork child: rebuild counters from the bitmaps */
+void tm_stats_rebuild(void) TM_HIDDEN; /* fork child: counters from the bitmaps */
 void tm_stats_keep_stderr(void) TM_HIDDEN;
 void tm_stats_print_at_exit(void) TM_HIDDEN;
 

@@ -42,13 +42,6 @@ static void tm_sum_counters(tm_sums_t *sum)
   tm_heap_pool_unlock();
 }
 
-static _Atomic bool tm_counters_stale;
-
-void tm_stats_mark_stale(void)
-{
-  atomic_store_explicit(&tm_counters_stale, true, memory_order_relaxed);
-}
-
 /* Moves one heap's `allocs`/`frees` so that the sums satisfy
  * sum_allocs - sum_frees == truth (the sums may even be "negative"). */
 static void tm_counter_settle(_Atomic size_t *allocs, _Atomic size_t *frees, size_t sum_allocs, size_t sum_frees,
@@ -61,8 +54,8 @@ static void tm_counter_settle(_Atomic size_t *allocs, _Atomic size_t *frees, siz
 
 /* In a fork child, threads of the parent may have stopped between changing a
  * bitmap and counting it: the bitmaps are the truth, so the calling thread's
- * counters absorb the difference. */
-static void tm_rebuild_counters(void)
+ * counters absorb the difference. Only while no other thread allocates. */
+void tm_stats_rebuild(void)
 {
   tm_heap_t *me = tm_heap_get();
   if (me == NULL) return;
@@ -84,7 +77,6 @@ static void tm_rebuild_counters(void)
 int tinymalloc_stats(tinymalloc_stats_t *out)
 {
   tm_init();
-  if (atomic_exchange_explicit(&tm_counters_stale, false, memory_order_relaxed)) tm_rebuild_counters();
   memset(out, 0, sizeof *out);
   tm_sums_t sum;
   tm_sum_counters(&sum);
@@ -114,9 +106,9 @@ int tinymalloc_stats(tinymalloc_stats_t *out)
 
   out->arena_count = tm_arena_count;
   size_t segment_meta = 0;
-  for (uint32_t i = 0; i < TM_MAX_ARENAS; i++) {
+  for (uint32_t i = 0; i < tm_arena_count; i++) {
     tm_arena_t *arena = &tm_arenas[i];
-    tinymalloc_arena_stats_t *as = &out->arenas[i < TM_MAX_ARENAS ? i : 0];
+    tinymalloc_arena_stats_t *as = &out->arenas[i];
     pthread_mutex_lock(&arena->lock);
     as->segments = arena->segment_count;
     as->medium_blocks = arena->medium_live;
@@ -137,7 +129,6 @@ int tinymalloc_stats(tinymalloc_stats_t *out)
     }
     pthread_mutex_unlock(&arena->lock);
     out->segments += as->segments;
-    if (i >= tm_arena_count && (as->segments || as->threads || as->large_blocks)) out->arena_count = i + 1;
   }
   size_t meta = atomic_load_explicit(&tm_os_meta_mapped, memory_order_relaxed);
   out->mapped_bytes = atomic_load_explicit(&tm_os_mapped, memory_order_relaxed) + meta;

@@ -415,11 +415,14 @@ START_TEST(blocks_freed_by_another_thread_are_reused_by_the_owner)
 END_TEST
 
 static atomic_int churn_stop;
+/* Global, not on the churning threads' stacks: in a forked child those
+ * threads are gone, and memcheck would call their blocks definitely lost. */
+static void *churn_held[3][64];
 
 static void *churn(void *arg)
 {
-  (void)arg;
-  void *held[64] = {0};
+  void **held = churn_held[(intptr_t)arg];
+  memset(held, 0, sizeof churn_held[0]);
   for (unsigned i = 0; !churn_stop; i++) {
     unsigned k = (i * 2654435761u) >> 26;
     tinyfree(held[k]);
@@ -433,7 +436,7 @@ START_TEST(fork_child_sees_consistent_heap_while_threads_allocate)
 {
   pthread_t threads[3];
   churn_stop = 0;
-  for (int i = 0; i < 3; i++) pthread_create(&threads[i], NULL, churn, NULL);
+  for (int i = 0; i < 3; i++) pthread_create(&threads[i], NULL, churn, (void *)(intptr_t)i);
   int bad_children = 0;
   for (int round = 0; round < 40; round++) {
     pid_t pid = fork();
@@ -453,6 +456,27 @@ START_TEST(fork_child_sees_consistent_heap_while_threads_allocate)
   for (int i = 0; i < 3; i++) pthread_join(threads[i], NULL);
   ck_assert_int_eq(bad_children, 0);
   ck_assert_int_eq(tinymalloc_check(), 0);
+}
+END_TEST
+
+static void *realloc_in_new_thread(void *p)
+{
+  return tinyrealloc(p, 40000); /* this thread's first call: shrinks in place */
+}
+
+START_TEST(resizing_in_a_thread_that_never_allocated_keeps_live_bytes_exact)
+{
+  void *p = tinymalloc(100000);
+  pthread_t t;
+  void *q;
+  pthread_create(&t, NULL, realloc_in_new_thread, p);
+  pthread_join(t, &q);
+  ck_assert_ptr_eq(p, q);
+  tinymalloc_stats_t st;
+  tinymalloc_stats(&st);
+  ck_assert_uint_eq(st.live_bytes, tinymalloc_usable_size(q));
+  ck_assert_int_eq(tinymalloc_check(), 0);
+  tinyfree(q);
 }
 END_TEST
 
@@ -707,6 +731,7 @@ static Suite *core_suite(void)
   tcase_add_test(api, blocks_freed_by_another_thread_are_reused_by_the_owner);
   tcase_add_test(api, handler_sees_each_misuse_once_and_heap_stays_consistent);
   tcase_add_test(api, fork_child_sees_consistent_heap_while_threads_allocate);
+  tcase_add_test(api, resizing_in_a_thread_that_never_allocated_keeps_live_bytes_exact);
   suite_add_tcase(s, api);
 
   TCase *death = tcase_create("misuse");
