@@ -52,7 +52,8 @@ elseif(TINYMALLOC_VALGRIND)
   find_program(TM_VALGRIND_EXECUTABLE valgrind)
   set(TM_MEMCHECK_COMMAND ${TM_VALGRIND_EXECUTABLE} --tool=memcheck --error-exitcode=99 --leak-check=full
       --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect
-      --soname-synonyms=somalloc=nouserintercepts --num-callers=16 --trace-children=yes)
+      --soname-synonyms=somalloc=nouserintercepts --num-callers=16 --trace-children=yes
+      --suppressions=${CMAKE_CURRENT_LIST_DIR}/../tests/sanitizer/memcheck.supp)
   if(TINYMALLOC_MEMCHECK_SUITE)
     if(NOT TM_VALGRIND_EXECUTABLE)
       message(FATAL_ERROR "TINYMALLOC_MEMCHECK_SUITE needs valgrind")
