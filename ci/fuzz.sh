@@ -200,7 +200,8 @@ if [ "$merge" -eq 1 ]; then
     src=$work/$h/corpus
     [ "$engine" = libfuzzer ] || src=$work/$h/out/main/queue
     before=$(ls "$root/corpus/$h" | wc -l)
-    "$root/build/fuzz-libfuzzer/fuzz/fuzz_$h" -merge=1 -max_len=4096 "$root/corpus/$h" "$src" \
+    # Edges only (no hit counts): keep corpus/ small, one input per new edge.
+    "$root/build/fuzz-libfuzzer/fuzz/fuzz_$h" -merge=1 -use_counters=0 -max_len=4096 "$root/corpus/$h" "$src" \
       >"$work/$h/merge.log" 2>&1 || { tail -n 20 "$work/$h/merge.log" >&2; exit 1; }
     tmf_log "$h: merged $(($(ls "$root/corpus/$h" | wc -l) - before)) new inputs into corpus/$h"
   done

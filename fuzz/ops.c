@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "ops.h"
 
@@ -321,6 +323,65 @@ static void op_bulk_free(tmf_ops_t *ctx, tmf_reader_t *r)
   }
 }
 
+/* fork() with blocks live (and, in the threaded harness, other threads in
+ * the middle of anything): the child must find a usable allocator whose
+ * statistics still count the parent's blocks, allocate and free in every
+ * strategy, free one of the inherited blocks, and (single-threaded) pass
+ * tinymalloc_check(). The child reports through its exit status only. */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TMF_UNDER_TSAN 1
+#endif
+#endif
+#ifndef TMF_UNDER_TSAN
+#define TMF_UNDER_TSAN 0
+#endif
+
+/* In a coverage build the child writes its profile before _exit. */
+extern int __llvm_profile_write_file(void) __attribute__((weak));
+
+static void op_fork(tmf_ops_t *ctx, tmf_reader_t *r)
+{
+  unsigned slot = tmf_read_u8(r) % TMF_SLOTS;
+  /* TSan (clang 14) fails its own internal checks and hangs when a threaded
+   * program forks; the TSan replay skips the op there. */
+  if (TMF_UNDER_TSAN && ctx->concurrent)
+    return;
+  size_t live = ctx->concurrent ? 0 : ctx->shadow.count;
+  uintptr_t inherited = ctx->concurrent ? 0 : ctx->slots[slot];
+  pid_t pid = fork();
+  TMF_REQUIRE(pid >= 0, "fork failed (errno %d)", errno);
+  if (pid == 0) {
+    int status = 0;
+    static const size_t sizes[] = {24, 5000, 40000, (size_t)2 << 20};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+      unsigned char *p = tinymalloc(sizes[i]);
+      if (p == NULL || tinymalloc_usable_size(p) < sizes[i])
+        status = 10;
+      else
+        p[sizes[i] - 1] = 1;
+      tinyfree(p);
+    }
+    if (!ctx->concurrent) {
+      tinymalloc_stats_t st;
+      if (tinymalloc_stats(&st) != 0 || st.live_blocks != live)
+        status = 11;
+      if (inherited)
+        tinyfree((void *)inherited);
+      if (tinymalloc_check() != 0)
+        status = 12;
+    }
+    if (__llvm_profile_write_file)
+      __llvm_profile_write_file();
+    _exit(status);
+  }
+  int status;
+  TMF_REQUIRE(waitpid(pid, &status, 0) == pid, "waitpid failed");
+  TMF_REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "fork child failed: %s %d (10 allocation, 11 statistics, 12 check)",
+              WIFEXITED(status) ? "exit" : "signal", WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+}
+
 void tmf_ops_expect_stats(tmf_ops_t *ctx) { tmf_expect_live(ctx->shadow.count, ctx->shadow.usable_bytes); }
 
 void tmf_ops_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode)
@@ -416,6 +477,9 @@ void tmf_ops_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode)
     break;
   case TMF_OP_BULK_FREE:
     op_bulk_free(ctx, r);
+    break;
+  case TMF_OP_FORK:
+    op_fork(ctx, r);
     break;
   default:
     break;

@@ -31,6 +31,7 @@ enum tmf_opcode_e {
   TMF_OP_OPTION,
   TMF_OP_BULK_ALLOC,
   TMF_OP_BULK_FREE,
+  TMF_OP_FORK,
   TMF_OP_COUNT /* number of ops every harness understands */
 };
 
