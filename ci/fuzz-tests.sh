@@ -21,7 +21,13 @@ done
 
 start=$SECONDS
 step() { tmf_log "---- $* ($((SECONDS - start))s)"; }
-fail() { tmf_log "FAILED: $*"; exit 1; }
+# A failed check is recorded and the run goes on, so that one failure does
+# not hide the others; the exit status says whether any check failed.
+failures=()
+fail() {
+  tmf_log "FAILED: $*"
+  failures+=("$*")
+}
 H=("${TMF_HARNESSES[@]}")
 
 [ "$install" -eq 0 ] || tmf_install_packages "$root"
@@ -48,6 +54,7 @@ for h in threads ops; do
 done
 
 if [ "$quick" -eq 1 ]; then
+  [ ${#failures[@]} -eq 0 ] || { printf '  - %s\n' "${failures[@]}" >&2; exit 1; }
   step "quick mode: done"
   exit 0
 fi
@@ -108,7 +115,9 @@ bug_dir=""
 for d in "$root"/build/fuzz-bugs/*/; do
   if [ -f "$d/reproducer.bin" ] && [ -x "$d/replay" ]; then bug_dir=${d%/}; break; fi
 done
-[ -n "$bug_dir" ] || fail "no reproducer was saved by the bug proof"
+if [ -z "$bug_dir" ]; then
+  fail "no reproducer was saved by the bug proof"
+else
 bug=$(basename "$bug_dir")
 h=$(sed -nE 's/^Harness: *([a-z]+).*/\1/p' "$root/fuzz/bugs/$bug.patch" | head -n 1)
 log=$root/build/fuzz-bugs/repro-check.log
@@ -119,8 +128,14 @@ grep -q 'tinymalloc' "$log" || fail "the reproduced failure does not name its ch
 "$root/build/fuzz-plain/fuzz/replay_$h" "$bug_dir/reproducer.bin" 2>/dev/null ||
   fail "$bug_dir/reproducer.bin fails on the healthy build too (harness bug?)"
 tmf_log "$bug: reproducer fails alone on the buggy build ($(grep -m1 tinymalloc "$log")) and passes on the healthy one"
+fi
 
 step "coverage of src/ by the committed corpus"
-"$root/fuzz/coverage.sh"
+"$root/fuzz/coverage.sh" || fail "coverage report"
 
+if [ ${#failures[@]} -gt 0 ]; then
+  tmf_log "${#failures[@]} fuzz check(s) failed after $((SECONDS - start))s:"
+  printf '  - %s\n' "${failures[@]}" >&2
+  exit 1
+fi
 step "fuzz tests passed"
