@@ -154,6 +154,17 @@ static int overflow_after_shrink_medium(void)
   return 0;
 }
 
+/* The run gives its tail pages back: they must be inaccessible at once. */
+static int read_released_tail_after_shrink(void)
+{
+  unsigned char *p = filled(tinymalloc(MEDIUM_SIZE), MEDIUM_SIZE);
+  unsigned char *q = tinyrealloc(p, MEDIUM_SIZE / 2);
+  if (q == NULL) return 2;
+  touch_read(q + MEDIUM_SIZE - 10000);
+  tinyfree(q);
+  return 0;
+}
+
 static int calloc_overflow_read(void)
 {
   unsigned char *p = tinycalloc(10, 3);
@@ -213,6 +224,7 @@ static const bug_case_t cases[] = {
   { "use-after-free-large", use_after_free_large },
   { "overflow-after-shrink", overflow_after_shrink },
   { "overflow-after-shrink-medium", overflow_after_shrink_medium },
+  { "read-released-tail-after-shrink", read_released_tail_after_shrink },
   { "calloc-overflow-read", calloc_overflow_read },
   { "uninitialised-read", uninitialised_read },
   { "leaked-block", leaked_block },
