@@ -15,7 +15,7 @@ static inline void *tm_handed_out(void *p, size_t requested, size_t usable, bool
 {
   tm_track_malloc(p, requested, usable, zero && clean);
   if (zero && !clean) memset(p, 0, requested);
-  else if (!zero && TM_UNLIKELY(tm_options.junk)) memset(p, TM_JUNK_ALLOC_BYTE, requested);
+  else if (!zero && TM_UNLIKELY(TM_OPTION(junk))) memset(p, TM_JUNK_ALLOC_BYTE, requested);
   return p;
 }
 
@@ -56,7 +56,7 @@ void *tm_alloc_aligned(size_t size, size_t alignment, bool zero)
   size_t usable = (size + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1);
   if (strategy == 1) {
     tm_handed_out(p, size, usable, zero, true); /* fresh mapping: already zero */
-  } else if (!zero && TM_UNLIKELY(tm_options.junk)) {
+  } else if (!zero && TM_UNLIKELY(TM_OPTION(junk))) {
     memset(p, TM_JUNK_ALLOC_BYTE, size);
   }
   tm_counter_add(&heap->big_allocs[strategy], 1);
@@ -132,7 +132,7 @@ static inline void tm_slab_free_local(tm_heap_t *heap, tm_slab_t *slab, uint32_t
     tm_report(TINYMALLOC_ERROR_DOUBLE_FREE, op, p, NULL, size, NULL);
     return;
   }
-  if (TM_UNLIKELY(tm_options.junk)) tm_junk_fill(p, size);
+  if (TM_UNLIKELY(TM_OPTION(junk))) tm_junk_fill(p, size);
   tm_track_free(p, size);
   atomic_store_explicit(&slab->alloc_bits[w], bits & ~bit, memory_order_relaxed);
   if (w < slab->hint) slab->hint = w;
@@ -262,6 +262,10 @@ static bool tm_realloc_in_place(void *p, size_t usable, size_t size)
   uint8_t kind = tm_segmap_kind((uintptr_t)p);
   size_t old = tm_track_usable_size(p, usable);
   size_t new_usable = usable;
+  /* A run or mapping that shrinks gives its tail back at once, and another
+   * thread may take those pages before we return: such a shrink is tracked
+   * before it happens (a shrink in place never fails). */
+  bool shrink_tracked = false;
   if (kind == TM_SEG_ARENA && usable <= TM_SMALL_MAX) {
     /* Same slab block while it stays at least half used. */
     if (size > usable || (size < usable / 2 && usable > TM_MIN_BLOCK)) return false;
@@ -269,14 +273,23 @@ static bool tm_realloc_in_place(void *p, size_t usable, size_t size)
     /* A page run grows over free pages or gives back its tail; sizes that
      * leave the medium range move to their own strategy. */
     if (size <= TM_SMALL_MAX || size > TM_MEDIUM_MAX) return false;
+    if (size < old) {
+      tm_track_resize(p, old, size, usable);
+      shrink_tracked = true;
+    }
     if (!tm_medium_resize_in_place(p, size, &new_usable)) return false;
   } else {
     tm_large_t *large = (tm_large_t *)((uintptr_t)p & ~(uintptr_t)TM_SEGMENT_MASK);
     if (tm_segmap_kind((uintptr_t)large) != TM_SEG_LARGE_HEAD || large->user != p) return false;
-    if (size <= TM_MEDIUM_MAX || !tm_large_resize_in_place(large, size)) return false;
+    if (size <= TM_MEDIUM_MAX) return false;
+    if (size < old) {
+      tm_track_resize(p, old, size, usable);
+      shrink_tracked = true;
+    }
+    if (!tm_large_resize_in_place(large, size)) return false;
     new_usable = large->usable;
   }
-  tm_track_resize(p, old, size, new_usable);
+  if (!shrink_tracked) tm_track_resize(p, old, size, new_usable);
   return true;
 }
 

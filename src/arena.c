@@ -194,7 +194,7 @@ void tm_medium_free(void *p, const char *op)
   }
   size_t page = tm_page_of(seg, p);
   size_t pages = seg->run_pages[page];
-  if (tm_options.junk) tm_junk_fill(p, pages * TM_PAGE_SIZE);
+  if (TM_OPTION(junk)) tm_junk_fill(p, pages * TM_PAGE_SIZE);
   tm_track_free(p, pages * TM_PAGE_SIZE);
   seg->run_start[page >> 6] &= ~(1ull << (page & 63));
   seg->run_pages[page] = 0;
@@ -275,7 +275,7 @@ static void tm_arena_release_abandoned_empty(tm_arena_t *arena)
  * and release abandoned slabs that remote frees have emptied. */
 void tm_arena_after_free(tm_arena_t *arena)
 {
-  long delay = tm_options.purge_delay_ms;
+  long delay = TM_OPTION(purge_delay_ms);
   if (delay < 0) return;
   uint64_t now = tm_os_now_ns();
   if (delay > 0 && now - arena->last_purge_ns < (uint64_t)delay * 1000000u) return;

@@ -100,7 +100,7 @@ void tm_report(tinymalloc_error_kind_t kind, const char *op, const void *p, cons
   }
   tm_line_str(&line, ")");
   line.text[line.len] = '\0';
-  if (tm_options.show_errors) {
+  if (TM_OPTION(show_errors)) {
     line.text[line.len] = '\n';
     ssize_t ignored = write(STDERR_FILENO, line.text, line.len + 1);
     (void)ignored;

@@ -27,10 +27,10 @@ static void tm_print_config(void)
   size_t n = tm_fmt_dec(buf, tm_arena_count);
   buf[n] = '\0';
   tm_warn("verbose: arenas ", buf);
-  n = tm_fmt_dec(buf, (uint64_t)tm_options.purge_delay_ms);
+  n = tm_fmt_dec(buf, (uint64_t)TM_OPTION(purge_delay_ms));
   buf[n] = '\0';
-  tm_warn("verbose: purge_delay_ms ", tm_options.purge_delay_ms < 0 ? "-1" : buf);
-  tm_warn("verbose: junk ", tm_options.junk ? "on" : "off");
+  tm_warn("verbose: purge_delay_ms ", TM_OPTION(purge_delay_ms) < 0 ? "-1" : buf);
+  tm_warn("verbose: junk ", TM_OPTION(junk) ? "on" : "off");
 }
 
 void tm_init_slow(void)
@@ -41,14 +41,14 @@ void tm_init_slow(void)
     tm_options_init();
     tm_sizeclass_init();
     tm_segmap_init();
-    tm_arena_count = tm_options.arenas > 0 ? (uint32_t)tm_options.arenas : tm_cpu_count();
+    tm_arena_count = TM_OPTION(arenas) > 0 ? (uint32_t)TM_OPTION(arenas) : tm_cpu_count();
     for (uint32_t i = 0; i < TM_MAX_ARENAS; i++) {
       pthread_mutex_init(&tm_arenas[i].lock, NULL);
       tm_arenas[i].index = i;
     }
     tm_heap_key_init();
     atomic_store_explicit(&tm_init_state, 2, memory_order_release);
-    if (tm_options.verbose) tm_print_config();
+    if (TM_OPTION(verbose)) tm_print_config();
   }
   pthread_mutex_unlock(&tm_init_lock);
 }

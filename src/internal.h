@@ -165,14 +165,16 @@ typedef struct tm_arena_s {
 } __attribute__((aligned(64))) tm_arena_t;
 
 /* ---- Options -------------------------------------------------------------- */
+/* Settable at any time from any thread: relaxed atomics, read with TM_OPTION. */
 typedef struct tm_options_s {
-  long verbose;
-  long show_stats;
-  long show_errors;
-  long junk;
-  long purge_delay_ms;
-  long arenas;
+  _Atomic long verbose;
+  _Atomic long show_stats;
+  _Atomic long show_errors;
+  _Atomic long junk;
+  _Atomic long purge_delay_ms;
+  _Atomic long arenas;
 } tm_options_t;
+#define TM_OPTION(name) atomic_load_explicit(&tm_options.name, memory_order_relaxed)
 
 /* ---- Segment map ------------------------------------------------------------ */
 enum {

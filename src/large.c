@@ -78,7 +78,7 @@ void tm_large_free(void *p, const char *op)
     return;
   }
   size_t usable = large->usable;
-  if (tm_options.junk) tm_junk_fill(p, usable);
+  if (TM_OPTION(junk)) tm_junk_fill(p, usable);
   tm_track_free(p, usable);
   tm_arena_t *arena = large->arena;
   pthread_mutex_lock(&arena->lock);

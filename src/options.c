@@ -19,7 +19,7 @@ tm_options_t tm_options = {
 
 typedef struct {
   const char *name;
-  long *value;
+  _Atomic long *value;
   long min, max;
 } tm_option_t;
 
@@ -96,7 +96,7 @@ void tm_options_init(void)
     } else if (!tm_parse_value(eq + 1, &v) || v < opt->min || v > opt->max) {
       tm_warn("bad value ignored, keeping the default: ", entry);
     } else {
-      *opt->value = v;
+      atomic_store_explicit(opt->value, v, memory_order_relaxed);
     }
   }
 }
@@ -116,7 +116,7 @@ int tinymalloc_option_set(const char *name, long value)
     }
     tm_arena_count = value > 0 ? (uint32_t)value : tm_cpu_count();
   }
-  *opt->value = value;
+  atomic_store_explicit(opt->value, value, memory_order_relaxed);
   return 0;
 }
 
@@ -128,7 +128,7 @@ long tinymalloc_option_get(const char *name)
     errno = EINVAL;
     return -1;
   }
-  return *opt->value;
+  return atomic_load_explicit(opt->value, memory_order_relaxed);
 }
 
 void tm_junk_fill(void *p, size_t size)

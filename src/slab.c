@@ -74,7 +74,7 @@ void tm_slab_free_remote(tm_slab_t *slab, uint32_t index, void *p, const char *o
     tm_report(TINYMALLOC_ERROR_DOUBLE_FREE, op, p, NULL, size, NULL);
     return;
   }
-  if (tm_options.junk) tm_junk_fill(p, size);
+  if (TM_OPTION(junk)) tm_junk_fill(p, size);
   tm_track_free(p, size);
   atomic_fetch_add_explicit(&slab->remote_inflight, 1, memory_order_acq_rel);
   uint64_t before = atomic_fetch_or_explicit(&slab->remote_bits[w], bit, memory_order_acq_rel);
