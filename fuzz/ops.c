@@ -279,9 +279,17 @@ static void op_bulk_alloc(tmf_ops_t *ctx, tmf_reader_t *r)
     TMF_REQUIRE(p != NULL, "bulk: malloc(%zu) returned NULL", size);
     tmf_block_t b = tmf_block_adopt(p, size, 16, tmf_ops_new_id(ctx), zeroed);
     ops_lock(ctx);
-    tmf_shadow_insert(&ctx->shadow, &b);
-    ctx->bulk[ctx->bulk_count++] = b.addr;
+    /* Another thread may have filled the list since the check above. */
+    room = ctx->bulk_count < TMF_BULK_MAX;
+    if (room) {
+      tmf_shadow_insert(&ctx->shadow, &b);
+      ctx->bulk[ctx->bulk_count++] = b.addr;
+    }
     ops_unlock(ctx);
+    if (!room) {
+      tmf_ops_release(&b);
+      return;
+    }
   }
 }
 
