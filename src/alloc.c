@@ -165,14 +165,14 @@ void tinyfree(void *p)
  * reports and returns false unless it is the start of a block. */
 static bool tm_slab_locate(tm_slab_t *slab, uint32_t size, const void *p, const char *op, uint32_t *index)
 {
-  size_t in_slab = ((uintptr_t)p - (uintptr_t)slab->start);
+  size_t in_slab = ((uintptr_t)p - (uintptr_t)tm_slab_start(slab));
   uint32_t i = tm_slab_index(slab, in_slab);
   if (i >= slab->capacity) {
     tm_report(TINYMALLOC_ERROR_INVALID_FREE, op, p, "past the last block of a slab", 0, NULL);
     return false;
   }
   if ((size_t)i * size != in_slab) {
-    tm_report(TINYMALLOC_ERROR_INTERIOR, op, p, NULL, size, slab->start + (size_t)i * size);
+    tm_report(TINYMALLOC_ERROR_INTERIOR, op, p, NULL, size, tm_slab_start(slab) + (size_t)i * size);
     return false;
   }
   *index = i;
@@ -280,7 +280,7 @@ static bool tm_realloc_in_place(void *p, size_t usable, size_t size)
     if (!tm_medium_resize_in_place(p, size, &new_usable)) return false;
   } else {
     tm_large_t *large = (tm_large_t *)((uintptr_t)p & ~(uintptr_t)TM_SEGMENT_MASK);
-    if (tm_segmap_kind((uintptr_t)large) != TM_SEG_LARGE_HEAD || large->user != p) return false;
+    if (tm_segmap_kind((uintptr_t)large) != TM_SEG_LARGE_HEAD || tm_large_user(large) != p) return false;
     if (size <= TM_MEDIUM_MAX) return false;
     if (size < old) {
       tm_track_resize(p, old, size, usable);

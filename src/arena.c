@@ -82,12 +82,12 @@ tm_slab_t *tm_arena_get_slab(tm_arena_t *arena, tm_heap_t *heap, unsigned cls)
 /* Lock held. The slab has no live block: its slot becomes free pages. */
 void tm_arena_release_slab(tm_arena_t *arena, tm_slab_t *slab)
 {
-  tm_segment_t *seg = tm_segment_of(slab->start);
+  tm_segment_t *seg = tm_segment_of(tm_slab_start(slab));
   slab->last_block_size = atomic_load_explicit(&slab->block_size, memory_order_relaxed);
   atomic_store_explicit(&slab->owner, NULL, memory_order_relaxed);
   atomic_store_explicit(&slab->block_size, 0, memory_order_release);
   seg->slab_count--;
-  tm_segment_give_pages(seg, tm_page_of(seg, slab->start), TM_SLAB_PAGES);
+  tm_segment_give_pages(seg, tm_page_of(seg, tm_slab_start(slab)), TM_SLAB_PAGES);
   tm_arena_maybe_drop_segment(arena, seg, TM_ARENA_EMPTY_KEEP);
 }
 

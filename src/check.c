@@ -34,12 +34,12 @@ static void tm_check_slab(tm_check_t *chk, tm_segment_t *seg, size_t slot, tm_sl
 {
   uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_relaxed);
   if (slab->class_index >= TM_CLASS_COUNT || tm_class_size[slab->class_index] != size)
-    return tm_violation(chk, "slab with a block size that is not its class", slab->start, size);
-  if (slab->capacity != TM_SLAB_SIZE / size) tm_violation(chk, "slab capacity wrong", slab->start, slab->capacity);
-  if (slab->start != (uint8_t *)seg + slot * TM_SLAB_SIZE) tm_violation(chk, "slab start wrong", slab->start, slot);
+    return tm_violation(chk, "slab with a block size that is not its class", tm_slab_start(slab), size);
+  if (slab->capacity != TM_SLAB_SIZE / size) tm_violation(chk, "slab capacity wrong", tm_slab_start(slab), slab->capacity);
+  if (tm_slab_start(slab) != (uint8_t *)seg + slot * TM_SLAB_SIZE) tm_violation(chk, "slab start wrong", tm_slab_start(slab), slot);
   for (size_t p = slot * TM_SLAB_PAGES; p < (slot + 1) * TM_SLAB_PAGES; p++)
     if (!tm_bit_get(seg->page_used, p) || tm_bit_get(seg->run_start, p))
-      tm_violation(chk, "slab page not marked as a slab page", slab->start, p);
+      tm_violation(chk, "slab page not marked as a slab page", tm_slab_start(slab), p);
   uint32_t allocated = 0, live = 0;
   for (uint32_t w = 0; w < TM_SLAB_WORDS; w++) {
     uint64_t alloc = atomic_load_explicit(&slab->alloc_bits[w], memory_order_relaxed);
@@ -47,14 +47,14 @@ static void tm_check_slab(tm_check_t *chk, tm_segment_t *seg, size_t slot, tm_sl
     uint64_t padding = w * 64 + 64 <= slab->capacity ? 0
                        : w * 64 >= slab->capacity  ? ~0ull
                                                    : ~0ull << (slab->capacity - w * 64);
-    if ((alloc & padding) != padding) tm_violation(chk, "slab padding bit clear", slab->start, w);
-    if (remote & ~alloc) tm_violation(chk, "remote-free bit over a free block", slab->start, w);
-    if (remote & padding) tm_violation(chk, "remote-free bit over padding", slab->start, w);
-    if (w < slab->hint && (alloc | padding) != ~0ull) tm_violation(chk, "free block below the slab hint", slab->start, w);
+    if ((alloc & padding) != padding) tm_violation(chk, "slab padding bit clear", tm_slab_start(slab), w);
+    if (remote & ~alloc) tm_violation(chk, "remote-free bit over a free block", tm_slab_start(slab), w);
+    if (remote & padding) tm_violation(chk, "remote-free bit over padding", tm_slab_start(slab), w);
+    if (w < slab->hint && (alloc | padding) != ~0ull) tm_violation(chk, "free block below the slab hint", tm_slab_start(slab), w);
     allocated += (uint32_t)__builtin_popcountll(alloc & ~padding);
     live += (uint32_t)__builtin_popcountll(alloc & ~padding & ~remote);
   }
-  if (allocated != slab->used) tm_violation(chk, "slab used count differs from its bitmap", slab->start, slab->used);
+  if (allocated != slab->used) tm_violation(chk, "slab used count differs from its bitmap", tm_slab_start(slab), slab->used);
   chk->live.small_live[slab->class_index] += live;
 }
 
@@ -70,7 +70,7 @@ static void tm_check_segment(tm_check_t *chk, tm_arena_t *arena, tm_segment_t *s
     tm_slab_t *slab = &seg->slabs[slot];
     if (atomic_load_explicit(&slab->block_size, memory_order_relaxed) == 0) continue;
     slabs++;
-    if (tm_bits_any(covered, slot * TM_SLAB_PAGES, TM_SLAB_PAGES)) tm_violation(chk, "slab overlaps", slab->start, slot);
+    if (tm_bits_any(covered, slot * TM_SLAB_PAGES, TM_SLAB_PAGES)) tm_violation(chk, "slab overlaps", tm_slab_start(slab), slot);
     tm_bits_set(covered, slot * TM_SLAB_PAGES, TM_SLAB_PAGES);
     tm_check_slab(chk, seg, slot, slab);
   }
@@ -110,8 +110,8 @@ static void tm_check_arena(tm_check_t *chk, tm_arena_t *arena)
   for (unsigned c = 0; c < TM_CLASS_COUNT; c++) {
     for (tm_slab_t *slab = arena->abandoned[c]; slab; slab = slab->next) {
       if (atomic_load_explicit(&slab->owner, memory_order_relaxed) != NULL)
-        tm_violation(chk, "abandoned slab has an owner", slab->start, c);
-      if (slab->class_index != c) tm_violation(chk, "abandoned slab on the wrong class list", slab->start, c);
+        tm_violation(chk, "abandoned slab has an owner", tm_slab_start(slab), c);
+      if (slab->class_index != c) tm_violation(chk, "abandoned slab on the wrong class list", tm_slab_start(slab), c);
     }
   }
   size_t large = 0;
@@ -120,7 +120,7 @@ static void tm_check_arena(tm_check_t *chk, tm_arena_t *arena)
     if (tm_segmap_kind((uintptr_t)l) != TM_SEG_LARGE_HEAD) tm_violation(chk, "large block not in the segment map", l, 0);
     if (l->magic != TM_LARGE_MAGIC || l->base != (uint8_t *)l || l->arena != arena)
       tm_violation(chk, "large block header corrupt", l, 0);
-    if (l->user + l->usable != l->base + l->map_size) tm_violation(chk, "large block extent wrong", l->user, l->usable);
+    if (tm_large_user(l) + l->usable != l->base + l->map_size) tm_violation(chk, "large block extent wrong", tm_large_user(l), l->usable);
     chk->live.large_live++;
     chk->live.large_bytes += l->usable;
   }
@@ -137,12 +137,12 @@ static void tm_check_heaps(tm_check_t *chk)
       for (int full = 0; full < 2; full++) {
         for (tm_slab_t *slab = full ? heap->full[c] : heap->avail[c]; slab; slab = slab->next) {
           if (atomic_load_explicit(&slab->owner, memory_order_relaxed) != heap)
-            tm_violation(chk, "slab on a heap list it is not owned by", slab->start, c);
-          if (slab->class_index != c) tm_violation(chk, "slab on the wrong class list", slab->start, c);
-          if (slab->in_full_list != (full == 1)) tm_violation(chk, "slab full flag wrong", slab->start, c);
-          if (!full && slab->used == slab->capacity) tm_violation(chk, "full slab on the available list", slab->start, c);
+            tm_violation(chk, "slab on a heap list it is not owned by", tm_slab_start(slab), c);
+          if (slab->class_index != c) tm_violation(chk, "slab on the wrong class list", tm_slab_start(slab), c);
+          if (slab->in_full_list != (full == 1)) tm_violation(chk, "slab full flag wrong", tm_slab_start(slab), c);
+          if (!full && slab->used == slab->capacity) tm_violation(chk, "full slab on the available list", tm_slab_start(slab), c);
           empty += slab->counted_empty;
-          if (slab->counted_empty && slab->used != 0) tm_violation(chk, "slab counted empty is not", slab->start, c);
+          if (slab->counted_empty && slab->used != 0) tm_violation(chk, "slab counted empty is not", tm_slab_start(slab), c);
         }
       }
     }

@@ -69,7 +69,8 @@ typedef struct tm_slab_s {
   uint32_t class_index;
   uint32_t capacity;
   uint32_t reciprocal; /* ceil(2^32 / block_size): index = offset * reciprocal >> 32 */
-  uint8_t *start;
+  uint32_t start_offset; /* of the first block in the segment (an offset, not a pointer:
+                            a tool scanning metadata for pointers must not see one) */
   uint32_t last_block_size; /* block size before the slab was released (for reports) */
   /* owner-only */
   uint32_t used;
@@ -108,6 +109,11 @@ typedef struct tm_segment_s {
   tm_slab_t slabs[TM_SLOTS];
 } tm_segment_t;
 
+static inline uint8_t *tm_slab_start(const tm_slab_t *slab)
+{
+  return (uint8_t *)((uintptr_t)slab & ~(uintptr_t)TM_SEGMENT_MASK) + slab->start_offset;
+}
+
 #define TM_META_PAGES ((sizeof(tm_segment_t) + TM_PAGE_SIZE - 1) / TM_PAGE_SIZE)
 
 /* ---- Large block ----------------------------------------------------------
@@ -117,12 +123,18 @@ typedef struct tm_large_s {
   uint64_t magic;
   uint8_t *base;
   size_t map_size;
-  uint8_t *user;
+  size_t user_offset; /* the block is at base + user_offset (no pointer to it here, so
+                         that memcheck's leak scan of this page does not find one) */
   size_t usable;
   _Atomic uint32_t live; /* 1 until the first free claims it */
   struct tm_arena_s *arena;
   struct tm_large_s *next, *prev; /* arena list, arena lock */
 } tm_large_t;
+
+static inline uint8_t *tm_large_user(const tm_large_t *large)
+{
+  return large->base + large->user_offset;
+}
 
 #define TM_LARGE_MAGIC 0x746d6c617267656bULL
 
@@ -294,7 +306,7 @@ static inline void *tm_slab_take_block(tm_slab_t *slab)
   atomic_store_explicit(&slab->alloc_bits[w], bits | (1ull << b), memory_order_relaxed);
   slab->hint = w;
   slab->used++;
-  return slab->start + ((size_t)w * 64 + b) * atomic_load_explicit(&slab->block_size, memory_order_relaxed);
+  return tm_slab_start(slab) + ((size_t)w * 64 + b) * atomic_load_explicit(&slab->block_size, memory_order_relaxed);
 }
 
 /* heap.c */

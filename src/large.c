@@ -28,7 +28,7 @@ void *tm_large_alloc(size_t size, size_t alignment)
   large->magic = TM_LARGE_MAGIC;
   large->base = base;
   large->map_size = map_size;
-  large->user = base + offset;
+  large->user_offset = offset;
   large->usable = usable;
   atomic_store_explicit(&large->live, 1, memory_order_relaxed);
   tm_arena_t *arena = tm_heap_get() ? tm_thread_heap->arena : &tm_arenas[0];
@@ -41,8 +41,8 @@ void *tm_large_alloc(size_t size, size_t alignment)
   arena->large_live++;
   pthread_mutex_unlock(&arena->lock);
   tm_segmap_set((uintptr_t)base, map_size, TM_SEG_LARGE_HEAD, TM_SEG_LARGE_BODY);
-  tm_track_os_map(large->user, usable); /* not the header page */
-  return large->user;
+  tm_track_os_map(base + offset, usable); /* not the header page */
+  return base + offset;
 }
 
 /* The header of the large block `p` starts, or NULL after reporting why `p`
@@ -58,9 +58,10 @@ tm_large_t *tm_large_find(const void *p, const char *op)
     return NULL;
   }
   tm_large_t *large = (tm_large_t *)seg;
-  if (large->user != p) {
-    if ((const uint8_t *)p >= large->user && (const uint8_t *)p < large->user + large->usable)
-      tm_report(TINYMALLOC_ERROR_INTERIOR, op, p, NULL, large->usable, large->user);
+  uint8_t *user = tm_large_user(large);
+  if (user != p) {
+    if ((const uint8_t *)p >= user && (const uint8_t *)p < user + large->usable)
+      tm_report(TINYMALLOC_ERROR_INTERIOR, op, p, NULL, large->usable, user);
     else
       tm_report(TINYMALLOC_ERROR_INVALID_FREE, op, p, "points into tinymalloc metadata", 0, NULL);
     return NULL;
@@ -100,7 +101,7 @@ void tm_large_free(void *p, const char *op)
 bool tm_large_resize_in_place(tm_large_t *large, size_t new_size)
 {
   size_t usable = (new_size + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1);
-  size_t offset = (size_t)(large->user - large->base);
+  size_t offset = large->user_offset;
   size_t new_map = offset + usable;
   if (usable == large->usable) return true;
   if (usable < large->usable) {

@@ -14,7 +14,7 @@ void tm_slab_carve(tm_slab_t *slab, uint8_t *start, unsigned class_index)
   slab->class_index = class_index;
   slab->capacity = capacity;
   slab->reciprocal = (uint32_t)((((uint64_t)1 << 32) + size - 1) / size);
-  slab->start = start;
+  slab->start_offset = (uint32_t)((uintptr_t)start & TM_SEGMENT_MASK);
   slab->used = 0;
   slab->hint = 0;
   slab->in_full_list = false;
