@@ -69,7 +69,7 @@ tmf_targets() {
 # The AFL++ environment for headless runs on a shared machine.
 tmf_afl_env() {
   export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1 AFL_NO_AFFINITY=1
-  export AFL_SKIP_CRASHES=1 AFL_NO_FORKSRV_WARN=1
+  export AFL_SKIP_CRASHES=1 AFL_NO_FORKSRV_WARN=1 AFL_FAST_CAL=1
 }
 
 # Replays the corpus under non-default options read from the environment at
