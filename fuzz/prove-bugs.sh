@@ -32,6 +32,12 @@ done
 
 base=${TMF_BUGS_DIR:-$root/build/fuzz-bugs}
 mkdir -p "$base"
+# One snapshot of the core for the whole run: the pristine objects and every
+# patched tree come from it, even if src/ changes meanwhile.
+snap=$base/snapshot
+rm -rf "$snap" "$base"/pristine-*
+mkdir -p "$snap"
+cp -r "$root/include" "$root/src" "$snap/"
 table=$base/results.txt
 : >"$table"
 failed=0
@@ -78,8 +84,8 @@ pristine() {
   flavour_flags "$flavour"
   rm -rf "$dir"
   local core=() harness=() h
-  mapfile -t core < <(core_sources "$root")
-  compile "$dir/core" "${CORE_FLAGS[@]}" "${CORE_X[@]}" -I"$root/include" -I"$root/src" -- "${core[@]}" || return 1
+  mapfile -t core < <(core_sources "$snap")
+  compile "$dir/core" "${CORE_FLAGS[@]}" "${CORE_X[@]}" -I"$snap/include" -I"$snap/src" -- "${core[@]}" || return 1
   harness=("$root"/fuzz/{common,shadow,ops,replay_main,libfuzzer_main}.c)
   for h in "${TMF_HARNESSES[@]}"; do harness+=("$root/fuzz/harness_$h.c"); done
   compile "$dir/fuzz" -std=c11 -D_GNU_SOURCE -g1 -O1 "${HARN_X[@]}" -I"$root/include" -I"$root/fuzz" -- "${harness[@]}" || return 1
@@ -150,7 +156,7 @@ for patch in "${patches[@]}"; do
   tree=$dir/tree
   rm -rf "$dir"
   mkdir -p "$tree"
-  cp -r "$root/include" "$root/src" "$tree/"
+  cp -r "$snap/include" "$snap/src" "$tree/"
   if ! (cd "$tree" && patch -p1 -s --no-backup-if-mismatch <"$patch") >"$dir/patch.log" 2>&1; then
     record "$name" "$harness" "PATCH FAILED" "-" "-" "$(head -c 80 "$dir/patch.log")"
     failed=1
