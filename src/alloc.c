@@ -29,7 +29,9 @@ static inline void *tm_small_alloc(tm_heap_t *heap, unsigned cls)
   return p;
 }
 
-/* Every request that is not "small, default alignment, thread has a heap". */
+/* Every request that is not "small, default alignment, thread has a heap".
+ * `need` is what the block must hold: the request plus, in tracked builds,
+ * the redzone. */
 void *tm_alloc_aligned(size_t size, size_t alignment, bool zero)
 {
   if (TM_UNLIKELY(size > TM_MAX_REQUEST)) {
@@ -38,22 +40,23 @@ void *tm_alloc_aligned(size_t size, size_t alignment, bool zero)
   }
   tm_heap_t *heap = tm_heap_get();
   if (heap == NULL) return NULL;
+  size_t need = size + TM_TRACK_REDZONE;
   if (alignment < TM_MIN_BLOCK) alignment = TM_MIN_BLOCK;
   unsigned cls = TM_CLASS_COUNT;
-  if (size <= TM_SMALL_MAX && alignment <= TM_PAGE_SIZE)
-    cls = alignment == TM_MIN_BLOCK ? tm_size_class(size) : tm_aligned_class(size, alignment);
+  if (need <= TM_SMALL_MAX && alignment <= TM_PAGE_SIZE)
+    cls = alignment == TM_MIN_BLOCK ? tm_size_class(need) : tm_aligned_class(need, alignment);
   if (cls < TM_CLASS_COUNT) {
     void *p = tm_small_alloc(heap, cls);
     if (p == NULL) return NULL;
     tm_counter_add(&heap->small_allocs[cls], 1);
     return tm_handed_out(p, size, tm_class_size[cls], zero, false);
   }
-  if (size == 0) size = 1; /* a page run or mapping of zero pages would not be unique */
-  int strategy = size <= TM_MEDIUM_MAX && alignment <= TM_MEDIUM_ALIGN_MAX ? 0 : 1;
-  void *p = strategy == 0 ? tm_arena_alloc_medium(heap->arena, size, alignment, zero)
-                          : tm_large_alloc(size, alignment);
+  if (need == 0) need = 1; /* a page run or mapping of zero pages would not be unique */
+  int strategy = need <= TM_MEDIUM_MAX && alignment <= TM_MEDIUM_ALIGN_MAX ? 0 : 1;
+  void *p = strategy == 0 ? tm_arena_alloc_medium(heap->arena, size, need, alignment, zero)
+                          : tm_large_alloc(need, alignment);
   if (p == NULL) return NULL;
-  size_t usable = (size + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1);
+  size_t usable = (need + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1);
   if (strategy == 1) {
     tm_handed_out(p, size, usable, zero, true); /* fresh mapping: already zero */
   } else if (!zero && TM_UNLIKELY(TM_OPTION(junk))) {
@@ -67,8 +70,8 @@ void *tm_alloc_aligned(size_t size, size_t alignment, bool zero)
 void *tinymalloc(size_t size)
 {
   tm_heap_t *heap = tm_thread_heap;
-  if (TM_LIKELY(heap != NULL && size <= TM_SMALL_MAX)) {
-    unsigned cls = tm_size_class(size);
+  if (TM_LIKELY(heap != NULL && size <= TM_SMALL_MAX - TM_TRACK_REDZONE)) {
+    unsigned cls = tm_size_class(size + TM_TRACK_REDZONE);
     void *p = tm_small_alloc(heap, cls);
     if (TM_LIKELY(p != NULL)) {
       tm_counter_add(&heap->small_allocs[cls], 1);
@@ -262,31 +265,32 @@ static bool tm_realloc_in_place(void *p, size_t usable, size_t size)
   uint8_t kind = tm_segmap_kind((uintptr_t)p);
   size_t old = tm_track_usable_size(p, usable);
   size_t new_usable = usable;
+  size_t need = size + TM_TRACK_REDZONE;
   /* A run or mapping that shrinks gives its tail back at once, and another
    * thread may take those pages before we return: such a shrink is tracked
    * before it happens (a shrink in place never fails). */
   bool shrink_tracked = false;
   if (kind == TM_SEG_ARENA && usable <= TM_SMALL_MAX) {
     /* Same slab block while it stays at least half used. */
-    if (size > usable || (size < usable / 2 && usable > TM_MIN_BLOCK)) return false;
+    if (need > usable || (need < usable / 2 && usable > TM_MIN_BLOCK)) return false;
   } else if (kind == TM_SEG_ARENA) {
     /* A page run grows over free pages or gives back its tail; sizes that
      * leave the medium range move to their own strategy. */
-    if (size <= TM_SMALL_MAX || size > TM_MEDIUM_MAX) return false;
+    if (need <= TM_SMALL_MAX || need > TM_MEDIUM_MAX) return false;
     if (size < old) {
       tm_track_resize(p, old, size, usable);
       shrink_tracked = true;
     }
-    if (!tm_medium_resize_in_place(p, size, &new_usable)) return false;
+    if (!tm_medium_resize_in_place(p, need, &new_usable)) return false;
   } else {
     tm_large_t *large = (tm_large_t *)((uintptr_t)p & ~(uintptr_t)TM_SEGMENT_MASK);
     if (tm_segmap_kind((uintptr_t)large) != TM_SEG_LARGE_HEAD || tm_large_user(large) != p) return false;
-    if (size <= TM_MEDIUM_MAX) return false;
+    if (need <= TM_MEDIUM_MAX) return false;
     if (size < old) {
       tm_track_resize(p, old, size, usable);
       shrink_tracked = true;
     }
-    if (!tm_large_resize_in_place(large, size)) return false;
+    if (!tm_large_resize_in_place(large, need)) return false;
     new_usable = large->usable;
   }
   if (!shrink_tracked) tm_track_resize(p, old, size, new_usable);

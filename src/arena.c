@@ -125,9 +125,10 @@ void tm_arena_adopt_orphans(tm_arena_t *arena)
   }
 }
 
-void *tm_arena_alloc_medium(tm_arena_t *arena, size_t size, size_t alignment, bool zero)
+/* A run for `need` bytes, of which `size` are handed to the program. */
+void *tm_arena_alloc_medium(tm_arena_t *arena, size_t size, size_t need, size_t alignment, bool zero)
 {
-  size_t pages = (size + TM_PAGE_SIZE - 1) >> TM_PAGE_SHIFT;
+  size_t pages = (need + TM_PAGE_SIZE - 1) >> TM_PAGE_SHIFT;
   size_t align_pages = alignment > TM_PAGE_SIZE ? alignment >> TM_PAGE_SHIFT : 1;
   size_t first;
   bool clean;
@@ -145,7 +146,7 @@ void *tm_arena_alloc_medium(tm_arena_t *arena, size_t size, size_t alignment, bo
   arena->medium_live++;
   pthread_mutex_unlock(&arena->lock);
   void *p = (uint8_t *)seg + first * TM_PAGE_SIZE;
-  tm_track_malloc(p, size, pages * TM_PAGE_SIZE, zero || clean);
+  tm_track_malloc(p, size, pages * TM_PAGE_SIZE, zero && clean); /* clean but unasked: undefined */
   if (zero && !clean) memset(p, 0, size);
   return p;
 }

@@ -338,7 +338,7 @@ tm_slab_t *tm_arena_get_slab(tm_arena_t *arena, tm_heap_t *heap, unsigned cls) T
 void tm_arena_release_slab(tm_arena_t *arena, tm_slab_t *slab) TM_HIDDEN; /* lock held */
 void tm_arena_abandon_slab(tm_arena_t *arena, tm_slab_t *slab) TM_HIDDEN; /* lock held */
 void tm_arena_adopt_orphans(tm_arena_t *arena) TM_HIDDEN;  /* lock held, fork child */
-void *tm_arena_alloc_medium(tm_arena_t *arena, size_t size, size_t alignment, bool zero) TM_HIDDEN;
+void *tm_arena_alloc_medium(tm_arena_t *arena, size_t size, size_t need, size_t alignment, bool zero) TM_HIDDEN;
 void tm_medium_free(void *p, const char *op) TM_HIDDEN;
 bool tm_medium_lookup(const void *p, const char *op, size_t *usable) TM_HIDDEN;
 bool tm_medium_resize_in_place(void *p, size_t new_size, size_t *usable) TM_HIDDEN;

@@ -50,6 +50,12 @@
 #define TM_TRACKING 0
 #endif
 
+/* Tracked builds leave at least this many inaccessible bytes after every
+ * block (the block is taken this much larger than asked): an overflow of a
+ * block whose size equals its size class lands in poison, not in the next
+ * block. Untracked builds pay nothing. */
+#define TM_TRACK_REDZONE ((size_t)(TM_TRACKING ? 16 : 0))
+
 #if defined(TM_TRACK_ASAN)
 /* track.c: LeakSanitizer root regions, so that system-malloc pointers stored
  * only in tinymalloc blocks are not reported as leaks. */
