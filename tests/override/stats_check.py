@@ -47,8 +47,10 @@ if sum(a["medium_blocks"] for a in report["arenas"]) != report["medium_blocks"]:
     fail("arena medium_blocks do not add up")
 if sum(a["large_blocks"] for a in report["arenas"]) != report["large_blocks"]:
     fail("arena large_blocks do not add up")
-fit = [c for c in report["classes"] if c["block_size"] >= 100]
-if not fit or fit[0]["block_size"] > 112 or fit[0]["live_blocks"] < 1000 or fit[0]["allocs"] < 1000:
+# 100-byte requests are served by the 112-byte class, or by 128 in tracked
+# builds, which take every block 16 bytes (the redzone) larger.
+fit = [c for c in report["classes"] if c["block_size"] >= 100 and c["live_blocks"] >= 1000]
+if not fit or fit[0]["block_size"] > 128 or fit[0]["allocs"] < 1000:
     fail("the class serving 100-byte requests does not show the 1000 live blocks")
 sizes = [c["block_size"] for c in report["classes"]]
 if sizes != sorted(sizes) or len(set(sizes)) != len(sizes):
