@@ -24,10 +24,9 @@
  * AFL++ and the replay driver all record the input as a crash. */
 __attribute__((noreturn, format(printf, 1, 2))) void tmf_fail(const char *fmt, ...);
 
-#define TMF_REQUIRE(cond, ...) \
-  do {                         \
-    if (!(cond))               \
-      tmf_fail(__VA_ARGS__);   \
+#define TMF_REQUIRE(cond, ...)                                                                                         \
+  do {                                                                                                                 \
+    if (!(cond)) tmf_fail(__VA_ARGS__);                                                                                \
   } while (0)
 
 /* ---- Input reader ----------------------------------------------------------- */
@@ -72,8 +71,7 @@ size_t tmf_read_alignment(tmf_reader_t *r);
  * bytes (only the covered parts). */
 void tmf_pattern_fill(unsigned char *p, size_t usable, uint64_t id, size_t from, size_t to);
 /* Checks the pattern over [from, to); fails naming `what` on a mismatch. */
-void tmf_pattern_check(const unsigned char *p, size_t usable, uint64_t id, size_t from, size_t to,
-                       const char *what);
+void tmf_pattern_check(const unsigned char *p, size_t usable, uint64_t id, size_t from, size_t to, const char *what);
 /* Fails unless bytes [0, n) are zero. */
 void tmf_check_zero(const unsigned char *p, size_t n, const char *what);
 
@@ -81,11 +79,11 @@ void tmf_check_zero(const unsigned char *p, size_t n, const char *what);
 
 /* One live block as the harness believes it to be. */
 typedef struct tmf_block_s {
-  uintptr_t addr;    /* what the allocator returned */
-  size_t usable;     /* tinymalloc_usable_size at allocation time */
-  size_t requested;  /* what was asked for */
-  size_t alignment;  /* what was asked for (16 for plain malloc) */
-  uint64_t id;       /* pattern seed */
+  uintptr_t addr;   /* what the allocator returned */
+  size_t usable;    /* tinymalloc_usable_size at allocation time */
+  size_t requested; /* what was asked for */
+  size_t alignment; /* what was asked for (16 for plain malloc) */
+  uint64_t id;      /* pattern seed */
 } tmf_block_t;
 
 /* Live blocks ordered by address: a treap (binary search tree with

@@ -30,8 +30,7 @@ typedef struct report_log_s {
 
 static report_log_t reports;
 
-static void counting_handler(tinymalloc_error_kind_t kind, const char *op, void *ptr, const char *message,
-                             void *arg)
+static void counting_handler(tinymalloc_error_kind_t kind, const char *op, void *ptr, const char *message, void *arg)
 {
   (void)message;
   (void)arg;
@@ -51,8 +50,7 @@ static void expect_reported(void *ptr, const char *what, bool may_be_double)
   TMF_REQUIRE(reports.ptr == ptr, "%s of %p: report names %p", what, ptr, reports.ptr);
   TMF_REQUIRE(reports.kind != TINYMALLOC_ERROR_CORRUPTION, "%s of %p: reported as corruption", what, ptr);
   if (!may_be_double)
-    TMF_REQUIRE(reports.kind != TINYMALLOC_ERROR_DOUBLE_FREE, "%s of %p: reported as a double free", what,
-                ptr);
+    TMF_REQUIRE(reports.kind != TINYMALLOC_ERROR_DOUBLE_FREE, "%s of %p: reported as a double free", what, ptr);
 }
 
 static void expect_heap_clean(tmf_ops_t *ctx)
@@ -99,12 +97,10 @@ static void *pick_bad_pointer(tmf_ops_t *ctx, tmf_reader_t *r, char *stack_bytes
     break;
   default: /* within 8 MiB of a segment boundary near a live block */
     addr = ctx->shadow.count ? tmf_shadow_nth(&ctx->shadow, delta % ctx->shadow.count)->addr : (uintptr_t)stack_bytes;
-    addr = (addr & ~(uintptr_t)0x3fffff) + ((uintptr_t)(kind >> 3) << 19) - ((uintptr_t)1 << 23) +
-           (delta & 0xfff0);
+    addr = (addr & ~(uintptr_t)0x3fffff) + ((uintptr_t)(kind >> 3) << 19) - ((uintptr_t)1 << 23) + (delta & 0xfff0);
     break;
   }
-  if (addr == 0 || tmf_shadow_find_containing(&ctx->shadow, addr) != NULL)
-    return NULL;
+  if (addr == 0 || tmf_shadow_find_containing(&ctx->shadow, addr) != NULL) return NULL;
   return (void *)addr;
 }
 
@@ -114,14 +110,12 @@ static void *free_in_thread(void *p)
   return NULL;
 }
 
-static void misuse_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode, char *stack_bytes,
-                        void *system_block)
+static void misuse_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode, char *stack_bytes, void *system_block)
 {
   tmf_block_t b;
   switch (opcode) {
   case MISUSE_DOUBLE_FREE: {
-    if (!tmf_ops_take(ctx, tmf_read_u8(r), &b))
-      return;
+    if (!tmf_ops_take(ctx, tmf_read_u8(r), &b)) return;
     tmf_ops_release(&b);
     last_freed = b.addr;
     expect_begin();
@@ -134,8 +128,7 @@ static void misuse_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode, char *
      * another thread (a remote free) then again here. */
     uint8_t slot = tmf_read_u8(r);
     bool remote_first = slot & 1;
-    if (!tmf_ops_take(ctx, slot, &b))
-      return;
+    if (!tmf_ops_take(ctx, slot, &b)) return;
     tmf_pattern_check((const unsigned char *)b.addr, b.usable, b.id, 0, b.usable, "free");
     pthread_t thread;
     if (remote_first) {
@@ -157,8 +150,7 @@ static void misuse_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode, char *
   case MISUSE_INTERIOR_FREE: {
     unsigned slot = tmf_read_u8(r);
     uint16_t offset = tmf_read_u16(r);
-    if (!tmf_ops_take(ctx, slot, &b))
-      return;
+    if (!tmf_ops_take(ctx, slot, &b)) return;
     if (b.usable > 1) {
       void *inside = (void *)(b.addr + 1 + offset % (b.usable - 1));
       expect_begin();
@@ -171,8 +163,7 @@ static void misuse_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode, char *
   }
   case MISUSE_FOREIGN_FREE: {
     void *bad = pick_bad_pointer(ctx, r, stack_bytes, system_block);
-    if (bad == NULL)
-      return;
+    if (bad == NULL) return;
     expect_begin();
     tinyfree(bad);
     expect_reported(bad, "foreign free", true);
@@ -181,8 +172,7 @@ static void misuse_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode, char *
   case MISUSE_BAD_REALLOC: {
     void *bad = pick_bad_pointer(ctx, r, stack_bytes, system_block);
     size_t size = tmf_read_size(r);
-    if (bad == NULL)
-      return;
+    if (bad == NULL) return;
     expect_begin();
     errno = 0;
     void *p = tinyrealloc(bad, size);
@@ -192,8 +182,7 @@ static void misuse_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode, char *
   }
   case MISUSE_BAD_USABLE_SIZE: {
     void *bad = pick_bad_pointer(ctx, r, stack_bytes, system_block);
-    if (bad == NULL)
-      return;
+    if (bad == NULL) return;
     expect_begin();
     size_t usable = tinymalloc_usable_size(bad);
     expect_reported(bad, "usable_size", true);

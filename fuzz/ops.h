@@ -9,7 +9,7 @@
 
 #include "fuzz_common.h"
 
-#define TMF_SLOTS 256
+#define TMF_SLOTS    256
 #define TMF_BULK_MAX 8192
 
 enum tmf_opcode_e {

@@ -53,8 +53,7 @@ static int replay_file(const char *path)
       buf = grown;
     }
     size_t n = fread(buf + len, 1, cap - len, f);
-    if (n == 0)
-      break;
+    if (n == 0) break;
     len += n;
   }
   fclose(f);
@@ -75,8 +74,7 @@ static int replay_path(const char *path, unsigned *count)
     return -1;
   }
   if (!S_ISDIR(st.st_mode)) {
-    if (replay_file(path) != 0)
-      return -1;
+    if (replay_file(path) != 0) return -1;
     ++*count;
     return 0;
   }
@@ -108,8 +106,7 @@ static int replay_path(const char *path, unsigned *count)
 int main(int argc, char **argv)
 {
   if (argc < 2) {
-    fprintf(stderr, "usage: %s FILE_OR_DIR...\n  replays inputs of the \"%s\" harness\n", argv[0],
-            tmf_harness_name);
+    fprintf(stderr, "usage: %s FILE_OR_DIR...\n  replays inputs of the \"%s\" harness\n", argv[0], tmf_harness_name);
     return 2;
   }
   signal(SIGABRT, on_fatal_signal);
@@ -117,8 +114,7 @@ int main(int argc, char **argv)
   signal(SIGBUS, on_fatal_signal);
   unsigned count = 0;
   for (int i = 1; i < argc; i++)
-    if (replay_path(argv[i], &count) != 0)
-      return 1;
+    if (replay_path(argv[i], &count) != 0) return 1;
   fprintf(stderr, "replay_%s: %u inputs replayed, no failure\n", tmf_harness_name, count);
   return 0;
 }

@@ -43,8 +43,7 @@ static void split(tmf_shadow_t *s, uint32_t t, uintptr_t addr, uint32_t *l, uint
 /* Joins l and r, every key of l below every key of r. */
 static uint32_t merge(tmf_shadow_t *s, uint32_t l, uint32_t r)
 {
-  if (l == 0 || r == 0)
-    return l ? l : r;
+  if (l == 0 || r == 0) return l ? l : r;
   if (N(l).priority > N(r).priority) {
     N(l).right = merge(s, N(l).right, r);
     update(s, l);
@@ -180,11 +179,9 @@ void tmf_shadow_verify_all(const tmf_shadow_t *s)
   const tmf_block_t *prev = NULL;
   for (size_t i = 0; i < s->count; i++) {
     const tmf_block_t *b = tmf_shadow_nth(s, i);
-    if (prev)
-      TMF_REQUIRE(extent_end(prev) <= b->addr, "shadow map: overlap at %p", (void *)b->addr);
+    if (prev) TMF_REQUIRE(extent_end(prev) <= b->addr, "shadow map: overlap at %p", (void *)b->addr);
     size_t usable = tinymalloc_usable_size((void *)b->addr);
-    TMF_REQUIRE(usable == b->usable, "usable size of %p changed from %zu to %zu", (void *)b->addr,
-                b->usable, usable);
+    TMF_REQUIRE(usable == b->usable, "usable size of %p changed from %zu to %zu", (void *)b->addr, b->usable, usable);
     tmf_pattern_check((const unsigned char *)b->addr, b->usable, b->id, 0, b->usable, "live block");
     prev = b;
   }

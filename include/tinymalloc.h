@@ -15,7 +15,7 @@ extern "C" {
 #endif
 
 #if defined(__GNUC__)
-#define TINYMALLOC_API __attribute__((visibility("default")))
+#define TINYMALLOC_API         __attribute__((visibility("default")))
 #define TINYMALLOC_MALLOC_ATTR __attribute__((malloc, warn_unused_result))
 #else
 #define TINYMALLOC_API
@@ -82,41 +82,41 @@ TINYMALLOC_API size_t tinymalloc_trim(void);
 /* ---- Statistics ---------------------------------------------------------- */
 
 #define TINYMALLOC_MAX_CLASSES 48
-#define TINYMALLOC_MAX_ARENAS 64
+#define TINYMALLOC_MAX_ARENAS  64
 
 typedef struct tinymalloc_class_stats_s {
-  size_t block_size;   /* usable bytes of a block of this class */
-  size_t live_blocks;  /* blocks of this class handed out and not freed */
-  size_t allocs;       /* cumulative allocations of this class */
-  size_t slabs;        /* slabs of this class currently carved */
+  size_t block_size;  /* usable bytes of a block of this class */
+  size_t live_blocks; /* blocks of this class handed out and not freed */
+  size_t allocs;      /* cumulative allocations of this class */
+  size_t slabs;       /* slabs of this class currently carved */
 } tinymalloc_class_stats_t;
 
 typedef struct tinymalloc_arena_stats_s {
-  size_t segments;       /* segments owned by the arena */
-  size_t mapped_bytes;   /* bytes of those segments and large blocks */
-  size_t medium_blocks;  /* live medium (page run) blocks */
-  size_t large_blocks;   /* live large (own mapping) blocks */
-  size_t threads;        /* thread heaps attached to the arena */
+  size_t segments;      /* segments owned by the arena */
+  size_t mapped_bytes;  /* bytes of those segments and large blocks */
+  size_t medium_blocks; /* live medium (page run) blocks */
+  size_t large_blocks;  /* live large (own mapping) blocks */
+  size_t threads;       /* thread heaps attached to the arena */
 } tinymalloc_arena_stats_t;
 
 typedef struct tinymalloc_stats_s {
-  size_t live_blocks;      /* blocks handed out and not yet freed */
-  size_t live_bytes;       /* usable bytes of those blocks */
-  size_t mapped_bytes;     /* bytes currently mapped from the OS (data + metadata; not the
-                              segment map's 32 MiB MAP_NORESERVE address-space reservation) */
+  size_t live_blocks;       /* blocks handed out and not yet freed */
+  size_t live_bytes;        /* usable bytes of those blocks */
+  size_t mapped_bytes;      /* bytes currently mapped from the OS (data + metadata; not the
+                               segment map's 32 MiB MAP_NORESERVE address-space reservation) */
   size_t peak_mapped_bytes; /* highest mapped_bytes since the process started */
-  size_t resident_bytes;   /* bytes of those mappings resident in RAM (mincore) */
-  size_t metadata_bytes;   /* bytes mapped for metadata (segment headers, heaps, maps) */
-  size_t total_allocs;     /* cumulative successful allocations */
-  size_t total_frees;      /* cumulative frees */
-  size_t small_blocks;     /* live blocks by strategy */
+  size_t resident_bytes;    /* bytes of those mappings resident in RAM (mincore) */
+  size_t metadata_bytes;    /* bytes mapped for metadata (segment headers, heaps, maps) */
+  size_t total_allocs;      /* cumulative successful allocations */
+  size_t total_frees;       /* cumulative frees */
+  size_t small_blocks;      /* live blocks by strategy */
   size_t medium_blocks;
   size_t large_blocks;
-  size_t segments;         /* 4 MiB segments currently mapped */
-  size_t purged_bytes;     /* cumulative bytes returned with madvise */
-  size_t unmapped_bytes;   /* cumulative bytes returned with munmap */
-  size_t class_count;      /* entries used in classes[] */
-  size_t arena_count;      /* entries used in arenas[] */
+  size_t segments;       /* 4 MiB segments currently mapped */
+  size_t purged_bytes;   /* cumulative bytes returned with madvise */
+  size_t unmapped_bytes; /* cumulative bytes returned with munmap */
+  size_t class_count;    /* entries used in classes[] */
+  size_t arena_count;    /* entries used in arenas[] */
   tinymalloc_class_stats_t classes[TINYMALLOC_MAX_CLASSES];
   tinymalloc_arena_stats_t arenas[TINYMALLOC_MAX_ARENAS];
 } tinymalloc_stats_t;
@@ -143,13 +143,12 @@ typedef enum tinymalloc_error_kind_e {
  * "usable_size"; `message` is the report line without the newline. If the
  * handler returns, the offending operation does nothing (free ignores the
  * pointer, realloc returns NULL with errno = EINVAL, usable_size returns 0). */
-typedef void (*tinymalloc_error_handler_t)(tinymalloc_error_kind_t kind, const char *op, void *ptr,
-                                           const char *message, void *arg);
+typedef void (*tinymalloc_error_handler_t)(tinymalloc_error_kind_t kind, const char *op, void *ptr, const char *message,
+                                           void *arg);
 
 /* Installs a handler (NULL restores the default: report and abort). Returns
  * the previous handler. */
-TINYMALLOC_API tinymalloc_error_handler_t tinymalloc_set_error_handler(tinymalloc_error_handler_t handler,
-                                                                       void *arg);
+TINYMALLOC_API tinymalloc_error_handler_t tinymalloc_set_error_handler(tinymalloc_error_handler_t handler, void *arg);
 
 /* ---- Options ------------------------------------------------------------- */
 

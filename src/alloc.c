@@ -14,8 +14,10 @@
 static inline void *tm_handed_out(void *p, size_t requested, size_t usable, bool zero, bool clean)
 {
   tm_track_malloc(p, requested, usable, zero && clean);
-  if (zero && !clean) memset(p, 0, requested);
-  else if (!zero && TM_UNLIKELY(TM_OPTION(junk))) memset(p, TM_JUNK_ALLOC_BYTE, requested);
+  if (zero && !clean)
+    memset(p, 0, requested);
+  else if (!zero && TM_UNLIKELY(TM_OPTION(junk)))
+    memset(p, TM_JUNK_ALLOC_BYTE, requested);
   return p;
 }
 
@@ -53,8 +55,8 @@ void *tm_alloc_aligned(size_t size, size_t alignment, bool zero)
   }
   if (need == 0) need = 1; /* a page run or mapping of zero pages would not be unique */
   int strategy = need <= TM_MEDIUM_MAX && alignment <= TM_MEDIUM_ALIGN_MAX ? 0 : 1;
-  void *p = strategy == 0 ? tm_arena_alloc_medium(heap->arena, size, need, alignment, zero)
-                          : tm_large_alloc(need, alignment);
+  void *p =
+      strategy == 0 ? tm_arena_alloc_medium(heap->arena, size, need, alignment, zero) : tm_large_alloc(need, alignment);
   if (p == NULL) return NULL;
   size_t usable = (need + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1);
   if (strategy == 1) {
@@ -105,10 +107,7 @@ void *tinymemalign(size_t alignment, size_t size)
   return tm_alloc_aligned(size, alignment, false);
 }
 
-void *tinyaligned_alloc(size_t alignment, size_t size)
-{
-  return tinymemalign(alignment, size);
-}
+void *tinyaligned_alloc(size_t alignment, size_t size) { return tinymemalign(alignment, size); }
 
 int tinyposix_memalign(void **out, size_t alignment, size_t size)
 {

@@ -42,7 +42,8 @@ static void tm_arena_maybe_drop_segment(tm_arena_t *arena, tm_segment_t *seg, si
 {
   if (seg->used_pages != seg->meta_pages) return;
   size_t empty = 0;
-  for (tm_segment_t *s = arena->segments; s; s = s->next) empty += s->used_pages == s->meta_pages;
+  for (tm_segment_t *s = arena->segments; s; s = s->next)
+    empty += s->used_pages == s->meta_pages;
   if (empty > keep) tm_segment_destroy(seg);
 }
 
@@ -56,8 +57,10 @@ tm_slab_t *tm_arena_get_slab(tm_arena_t *arena, tm_heap_t *heap, unsigned cls)
     next = slab->next;
     tm_slab_merge_remote(slab);
     if (slab->used == slab->capacity) continue;
-    if (slab->prev) slab->prev->next = slab->next;
-    else arena->abandoned[cls] = slab->next;
+    if (slab->prev)
+      slab->prev->next = slab->next;
+    else
+      arena->abandoned[cls] = slab->next;
     if (slab->next) slab->next->prev = slab->prev;
     slab->next = slab->prev = NULL;
     found = slab;
@@ -111,8 +114,7 @@ void tm_arena_adopt_orphans(tm_arena_t *arena)
     for (size_t slot = 0; slot < TM_SLOTS; slot++) {
       tm_slab_t *slab = &seg->slabs[slot];
       tm_heap_t *owner = atomic_load_explicit(&slab->owner, memory_order_relaxed);
-      if (atomic_load_explicit(&slab->block_size, memory_order_relaxed) == 0 || owner == NULL || owner->alive)
-        continue;
+      if (atomic_load_explicit(&slab->block_size, memory_order_relaxed) == 0 || owner == NULL || owner->alive) continue;
       uint32_t allocated = 0;
       for (uint32_t w = 0; w < TM_SLAB_WORDS; w++)
         allocated += (uint32_t)__builtin_popcountll(atomic_load_explicit(&slab->alloc_bits[w], memory_order_relaxed));
@@ -174,7 +176,8 @@ static bool tm_medium_check(tm_segment_t *seg, const void *p, const char *op)
     return false;
   }
   size_t start = page;
-  while (start > seg->meta_pages && !tm_bit_get(seg->run_start, start)) start--;
+  while (start > seg->meta_pages && !tm_bit_get(seg->run_start, start))
+    start--;
   if (tm_bit_get(seg->run_start, start) && start + seg->run_pages[start] > page) {
     uint8_t *block = (uint8_t *)seg + start * TM_PAGE_SIZE;
     tm_report(TINYMALLOC_ERROR_INTERIOR, op, p, NULL, (size_t)seg->run_pages[start] * TM_PAGE_SIZE, block);
@@ -263,8 +266,10 @@ static void tm_arena_release_abandoned_empty(tm_arena_t *arena)
       next = slab->next;
       tm_slab_merge_remote(slab);
       if (slab->used != 0 || atomic_load_explicit(&slab->remote_inflight, memory_order_acquire) != 0) continue;
-      if (slab->prev) slab->prev->next = slab->next;
-      else arena->abandoned[c] = slab->next;
+      if (slab->prev)
+        slab->prev->next = slab->next;
+      else
+        arena->abandoned[c] = slab->next;
       if (slab->next) slab->next->prev = slab->prev;
       slab->next = slab->prev = NULL;
       tm_arena_release_slab(arena, slab);
@@ -282,7 +287,8 @@ void tm_arena_after_free(tm_arena_t *arena)
   if (delay > 0 && now - arena->last_purge_ns < (uint64_t)delay * 1000000u) return;
   arena->last_purge_ns = now;
   tm_arena_release_abandoned_empty(arena);
-  for (tm_segment_t *seg = arena->segments; seg; seg = seg->next) tm_segment_purge(seg);
+  for (tm_segment_t *seg = arena->segments; seg; seg = seg->next)
+    tm_segment_purge(seg);
 }
 
 /* Takes the lock. Releases emptied abandoned slabs, purges every free page

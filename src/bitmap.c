@@ -6,12 +6,14 @@
 
 void tm_bits_set(uint64_t *words, size_t first, size_t n)
 {
-  for (size_t i = first; i < first + n; i++) words[i >> 6] |= 1ull << (i & 63);
+  for (size_t i = first; i < first + n; i++)
+    words[i >> 6] |= 1ull << (i & 63);
 }
 
 void tm_bits_clear(uint64_t *words, size_t first, size_t n)
 {
-  for (size_t i = first; i < first + n; i++) words[i >> 6] &= ~(1ull << (i & 63));
+  for (size_t i = first; i < first + n; i++)
+    words[i >> 6] &= ~(1ull << (i & 63));
 }
 
 bool tm_bits_any(const uint64_t *words, size_t first, size_t n)

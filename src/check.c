@@ -19,8 +19,10 @@ static void tm_violation(tm_check_t *chk, const char *what, const void *where, u
   char buf[320];
   size_t n = 0;
   static const char head[] = "tinymalloc: check: ";
-  for (const char *s = head; *s; s++) buf[n++] = *s;
-  for (const char *s = what; *s && n < 260; s++) buf[n++] = *s;
+  for (const char *s = head; *s; s++)
+    buf[n++] = *s;
+  for (const char *s = what; *s && n < 260; s++)
+    buf[n++] = *s;
   buf[n++] = ' ';
   n += tm_fmt_hex(buf + n, (uintptr_t)where);
   buf[n++] = ' ';
@@ -35,8 +37,10 @@ static void tm_check_slab(tm_check_t *chk, tm_segment_t *seg, size_t slot, tm_sl
   uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_relaxed);
   if (slab->class_index >= TM_CLASS_COUNT || tm_class_size[slab->class_index] != size)
     return tm_violation(chk, "slab with a block size that is not its class", tm_slab_start(slab), size);
-  if (slab->capacity != TM_SLAB_SIZE / size) tm_violation(chk, "slab capacity wrong", tm_slab_start(slab), slab->capacity);
-  if (tm_slab_start(slab) != (uint8_t *)seg + slot * TM_SLAB_SIZE) tm_violation(chk, "slab start wrong", tm_slab_start(slab), slot);
+  if (slab->capacity != TM_SLAB_SIZE / size)
+    tm_violation(chk, "slab capacity wrong", tm_slab_start(slab), slab->capacity);
+  if (tm_slab_start(slab) != (uint8_t *)seg + slot * TM_SLAB_SIZE)
+    tm_violation(chk, "slab start wrong", tm_slab_start(slab), slot);
   for (size_t p = slot * TM_SLAB_PAGES; p < (slot + 1) * TM_SLAB_PAGES; p++)
     if (!tm_bit_get(seg->page_used, p) || tm_bit_get(seg->run_start, p))
       tm_violation(chk, "slab page not marked as a slab page", tm_slab_start(slab), p);
@@ -44,17 +48,17 @@ static void tm_check_slab(tm_check_t *chk, tm_segment_t *seg, size_t slot, tm_sl
   for (uint32_t w = 0; w < TM_SLAB_WORDS; w++) {
     uint64_t alloc = atomic_load_explicit(&slab->alloc_bits[w], memory_order_relaxed);
     uint64_t remote = atomic_load_explicit(&slab->remote_bits[w], memory_order_relaxed);
-    uint64_t padding = w * 64 + 64 <= slab->capacity ? 0
-                       : w * 64 >= slab->capacity  ? ~0ull
-                                                   : ~0ull << (slab->capacity - w * 64);
+    uint64_t padding = tm_slab_padding(slab->capacity, w);
     if ((alloc & padding) != padding) tm_violation(chk, "slab padding bit clear", tm_slab_start(slab), w);
     if (remote & ~alloc) tm_violation(chk, "remote-free bit over a free block", tm_slab_start(slab), w);
     if (remote & padding) tm_violation(chk, "remote-free bit over padding", tm_slab_start(slab), w);
-    if (w < slab->hint && (alloc | padding) != ~0ull) tm_violation(chk, "free block below the slab hint", tm_slab_start(slab), w);
+    if (w < slab->hint && (alloc | padding) != ~0ull)
+      tm_violation(chk, "free block below the slab hint", tm_slab_start(slab), w);
     allocated += (uint32_t)__builtin_popcountll(alloc & ~padding);
     live += (uint32_t)__builtin_popcountll(alloc & ~padding & ~remote);
   }
-  if (allocated != slab->used) tm_violation(chk, "slab used count differs from its bitmap", tm_slab_start(slab), slab->used);
+  if (allocated != slab->used)
+    tm_violation(chk, "slab used count differs from its bitmap", tm_slab_start(slab), slab->used);
   chk->live.small_live[slab->class_index] += live;
 }
 
@@ -70,7 +74,8 @@ static void tm_check_segment(tm_check_t *chk, tm_arena_t *arena, tm_segment_t *s
     tm_slab_t *slab = &seg->slabs[slot];
     if (atomic_load_explicit(&slab->block_size, memory_order_relaxed) == 0) continue;
     slabs++;
-    if (tm_bits_any(covered, slot * TM_SLAB_PAGES, TM_SLAB_PAGES)) tm_violation(chk, "slab overlaps", tm_slab_start(slab), slot);
+    if (tm_bits_any(covered, slot * TM_SLAB_PAGES, TM_SLAB_PAGES))
+      tm_violation(chk, "slab overlaps", tm_slab_start(slab), slot);
     tm_bits_set(covered, slot * TM_SLAB_PAGES, TM_SLAB_PAGES);
     tm_check_slab(chk, seg, slot, slab);
   }
@@ -103,7 +108,8 @@ static void tm_check_arena(tm_check_t *chk, tm_arena_t *arena)
   for (tm_segment_t *seg = arena->segments; seg; seg = seg->next) {
     segments++;
     tm_check_segment(chk, arena, seg);
-    for (size_t w = 0; w < TM_PAGE_WORDS; w++) dirty += (size_t)__builtin_popcountll(seg->page_dirty[w] & ~seg->page_used[w]);
+    for (size_t w = 0; w < TM_PAGE_WORDS; w++)
+      dirty += (size_t)__builtin_popcountll(seg->page_dirty[w] & ~seg->page_used[w]);
   }
   if (segments != arena->segment_count) tm_violation(chk, "arena segment count wrong", arena, arena->segment_count);
   if (dirty != arena->dirty_pages) tm_violation(chk, "arena dirty-page count wrong", arena, arena->dirty_pages);
@@ -117,10 +123,12 @@ static void tm_check_arena(tm_check_t *chk, tm_arena_t *arena)
   size_t large = 0;
   for (tm_large_t *l = arena->large; l; l = l->next) {
     large++;
-    if (tm_segmap_kind((uintptr_t)l) != TM_SEG_LARGE_HEAD) tm_violation(chk, "large block not in the segment map", l, 0);
+    if (tm_segmap_kind((uintptr_t)l) != TM_SEG_LARGE_HEAD)
+      tm_violation(chk, "large block not in the segment map", l, 0);
     if (l->magic != TM_LARGE_MAGIC || l->base != (uint8_t *)l || l->arena != arena)
       tm_violation(chk, "large block header corrupt", l, 0);
-    if (tm_large_user(l) + l->usable != l->base + l->map_size) tm_violation(chk, "large block extent wrong", tm_large_user(l), l->usable);
+    if (tm_large_user(l) + l->usable != l->base + l->map_size)
+      tm_violation(chk, "large block extent wrong", tm_large_user(l), l->usable);
     chk->live.large_live++;
     chk->live.large_bytes += l->usable;
   }
@@ -140,9 +148,11 @@ static void tm_check_heaps(tm_check_t *chk)
             tm_violation(chk, "slab on a heap list it is not owned by", tm_slab_start(slab), c);
           if (slab->class_index != c) tm_violation(chk, "slab on the wrong class list", tm_slab_start(slab), c);
           if (slab->in_full_list != (full == 1)) tm_violation(chk, "slab full flag wrong", tm_slab_start(slab), c);
-          if (!full && slab->used == slab->capacity) tm_violation(chk, "full slab on the available list", tm_slab_start(slab), c);
+          if (!full && slab->used == slab->capacity)
+            tm_violation(chk, "full slab on the available list", tm_slab_start(slab), c);
           empty += slab->counted_empty;
-          if (slab->counted_empty && slab->used != 0) tm_violation(chk, "slab counted empty is not", tm_slab_start(slab), c);
+          if (slab->counted_empty && slab->used != 0)
+            tm_violation(chk, "slab counted empty is not", tm_slab_start(slab), c);
         }
       }
     }
@@ -185,7 +195,8 @@ int tinymalloc_check(void)
   if (st.large_blocks != chk.live.large_live)
     tm_violation(&chk, "large live counter differs from the mappings", NULL, chk.live.large_live);
   size_t small_bytes = 0;
-  for (unsigned c = 0; c < TM_CLASS_COUNT; c++) small_bytes += chk.live.small_live[c] * tm_class_size[c];
+  for (unsigned c = 0; c < TM_CLASS_COUNT; c++)
+    small_bytes += chk.live.small_live[c] * tm_class_size[c];
   if (st.live_bytes != small_bytes + chk.live.medium_bytes + chk.live.large_bytes)
     tm_violation(&chk, "live-byte counter differs from the bitmaps, page maps and mappings", NULL, st.live_bytes);
   return chk.violations;

@@ -27,7 +27,8 @@ size_t tm_fmt_hex(char *buf, uintptr_t v)
   } while (v);
   buf[0] = '0';
   buf[1] = 'x';
-  for (size_t i = 0; i < n; i++) buf[2 + i] = tmp[n - 1 - i];
+  for (size_t i = 0; i < n; i++)
+    buf[2 + i] = tmp[n - 1 - i];
   return n + 2;
 }
 
@@ -39,7 +40,8 @@ size_t tm_fmt_dec(char *buf, uint64_t v)
     tmp[n++] = (char)('0' + v % 10);
     v /= 10;
   } while (v);
-  for (size_t i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
+  for (size_t i = 0; i < n; i++)
+    buf[i] = tmp[n - 1 - i];
   return n;
 }
 

@@ -11,8 +11,8 @@
 __thread tm_heap_t *tm_thread_heap __attribute__((tls_model("initial-exec")));
 
 static pthread_mutex_t tm_pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static tm_heap_t *tm_pool_free;  /* heaps of exited threads */
-static tm_heap_t *tm_heap_all;   /* every heap ever made */
+static tm_heap_t *tm_pool_free; /* heaps of exited threads */
+static tm_heap_t *tm_heap_all;  /* every heap ever made */
 static uint8_t *tm_pool_chunk;
 static size_t tm_pool_chunk_left;
 static pthread_key_t tm_heap_key;
@@ -30,10 +30,7 @@ void tm_heap_pool_lock(void) { pthread_mutex_lock(&tm_pool_lock); }
 void tm_heap_pool_unlock(void) { pthread_mutex_unlock(&tm_pool_lock); }
 void tm_heap_pool_reinit(void) { pthread_mutex_init(&tm_pool_lock, NULL); }
 
-tm_heap_t *tm_heap_registry(void)
-{
-  return tm_heap_all;
-}
+tm_heap_t *tm_heap_registry(void) { return tm_heap_all; }
 
 static tm_heap_t *tm_heap_from_pool(void)
 {
@@ -96,8 +93,10 @@ static void tm_list_push(tm_slab_t **head, tm_slab_t *slab)
 
 static void tm_list_remove(tm_slab_t **head, tm_slab_t *slab)
 {
-  if (slab->prev) slab->prev->next = slab->next;
-  else *head = slab->next;
+  if (slab->prev)
+    slab->prev->next = slab->next;
+  else
+    *head = slab->next;
   if (slab->next) slab->next->prev = slab->prev;
   slab->next = slab->prev = NULL;
 }

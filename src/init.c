@@ -65,10 +65,7 @@ __attribute__((constructor(101))) static void tm_init_at_load(void)
   tm_stats_keep_stderr();
 }
 
-__attribute__((destructor)) static void tm_fini_at_exit(void)
-{
-  tm_stats_print_at_exit();
-}
+__attribute__((destructor)) static void tm_fini_at_exit(void) { tm_stats_print_at_exit(); }
 
 /* Only the arenas in use are locked (TSan also refuses to track 65 held locks). */
 static uint32_t tm_fork_locked_arenas;
@@ -78,12 +75,14 @@ void tm_fork_prepare(void)
   tm_init();
   tm_heap_pool_lock();
   tm_fork_locked_arenas = tm_arena_count;
-  for (uint32_t i = 0; i < tm_fork_locked_arenas; i++) pthread_mutex_lock(&tm_arenas[i].lock);
+  for (uint32_t i = 0; i < tm_fork_locked_arenas; i++)
+    pthread_mutex_lock(&tm_arenas[i].lock);
 }
 
 void tm_fork_parent(void)
 {
-  for (uint32_t i = 0; i < tm_fork_locked_arenas; i++) pthread_mutex_unlock(&tm_arenas[i].lock);
+  for (uint32_t i = 0; i < tm_fork_locked_arenas; i++)
+    pthread_mutex_unlock(&tm_arenas[i].lock);
   tm_heap_pool_unlock();
 }
 
@@ -96,7 +95,8 @@ void tm_fork_child(void)
 {
   for (tm_heap_t *heap = tm_heap_registry(); heap; heap = heap->next_all)
     if (heap != tm_thread_heap) heap->alive = false;
-  for (uint32_t i = 0; i < tm_fork_locked_arenas; i++) tm_arena_adopt_orphans(&tm_arenas[i]);
+  for (uint32_t i = 0; i < tm_fork_locked_arenas; i++)
+    tm_arena_adopt_orphans(&tm_arenas[i]);
   tm_fork_parent();
   tm_stats_rebuild();
 }
@@ -107,6 +107,7 @@ size_t tinymalloc_trim(void)
   size_t returned = 0;
   tm_heap_t *heap = tm_thread_heap;
   if (heap) tm_heap_release_empty(heap);
-  for (uint32_t i = 0; i < tm_arena_count; i++) returned += tm_arena_trim(&tm_arenas[i]);
+  for (uint32_t i = 0; i < tm_arena_count; i++)
+    returned += tm_arena_trim(&tm_arenas[i]);
   return returned;
 }

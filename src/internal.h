@@ -13,35 +13,35 @@
 
 #include "tinymalloc.h"
 
-#define TM_LIKELY(x) __builtin_expect(!!(x), 1)
+#define TM_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define TM_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define TM_NOINLINE __attribute__((noinline))
-#define TM_COLD __attribute__((cold, noinline))
-#define TM_HIDDEN __attribute__((visibility("hidden")))
+#define TM_NOINLINE    __attribute__((noinline))
+#define TM_COLD        __attribute__((cold, noinline))
+#define TM_HIDDEN      __attribute__((visibility("hidden")))
 
 /* ---- Geometry ------------------------------------------------------------ */
-#define TM_PAGE_SHIFT 12
-#define TM_PAGE_SIZE ((size_t)1 << TM_PAGE_SHIFT)
-#define TM_SEGMENT_SHIFT 22
-#define TM_SEGMENT_SIZE ((size_t)1 << TM_SEGMENT_SHIFT) /* 4 MiB, aligned to its size */
-#define TM_SEGMENT_MASK (TM_SEGMENT_SIZE - 1)
-#define TM_SEGMENT_PAGES (TM_SEGMENT_SIZE / TM_PAGE_SIZE) /* 1024 */
-#define TM_PAGE_WORDS (TM_SEGMENT_PAGES / 64)               /* 16 */
-#define TM_SLAB_SHIFT 16
-#define TM_SLAB_SIZE ((size_t)1 << TM_SLAB_SHIFT) /* 64 KiB */
-#define TM_SLAB_PAGES (TM_SLAB_SIZE / TM_PAGE_SIZE)
-#define TM_SLOTS (TM_SEGMENT_SIZE / TM_SLAB_SIZE) /* 64 slab slots per segment */
-#define TM_MIN_BLOCK 16
-#define TM_SLAB_MAX_BLOCKS (TM_SLAB_SIZE / TM_MIN_BLOCK)
-#define TM_SLAB_WORDS (TM_SLAB_MAX_BLOCKS / 64)
-#define TM_SMALL_MAX ((size_t)16 << 10)   /* small: size classes in slabs */
-#define TM_MEDIUM_MAX ((size_t)1 << 20)   /* medium: page runs in segments */
+#define TM_PAGE_SHIFT       12
+#define TM_PAGE_SIZE        ((size_t)1 << TM_PAGE_SHIFT)
+#define TM_SEGMENT_SHIFT    22
+#define TM_SEGMENT_SIZE     ((size_t)1 << TM_SEGMENT_SHIFT) /* 4 MiB, aligned to its size */
+#define TM_SEGMENT_MASK     (TM_SEGMENT_SIZE - 1)
+#define TM_SEGMENT_PAGES    (TM_SEGMENT_SIZE / TM_PAGE_SIZE) /* 1024 */
+#define TM_PAGE_WORDS       (TM_SEGMENT_PAGES / 64)          /* 16 */
+#define TM_SLAB_SHIFT       16
+#define TM_SLAB_SIZE        ((size_t)1 << TM_SLAB_SHIFT) /* 64 KiB */
+#define TM_SLAB_PAGES       (TM_SLAB_SIZE / TM_PAGE_SIZE)
+#define TM_SLOTS            (TM_SEGMENT_SIZE / TM_SLAB_SIZE) /* 64 slab slots per segment */
+#define TM_MIN_BLOCK        16
+#define TM_SLAB_MAX_BLOCKS  (TM_SLAB_SIZE / TM_MIN_BLOCK)
+#define TM_SLAB_WORDS       (TM_SLAB_MAX_BLOCKS / 64)
+#define TM_SMALL_MAX        ((size_t)16 << 10) /* small: size classes in slabs */
+#define TM_MEDIUM_MAX       ((size_t)1 << 20)  /* medium: page runs in segments */
 #define TM_MEDIUM_ALIGN_MAX ((size_t)1 << 20)
-#define TM_CLASS_COUNT 36
-#define TM_ADDRESS_BITS 47
-#define TM_MAX_ARENAS TINYMALLOC_MAX_ARENAS
-#define TM_HEAP_EMPTY_KEEP 4      /* empty slabs a thread keeps before returning one */
-#define TM_ARENA_EMPTY_KEEP 1     /* empty segments an arena keeps mapped */
+#define TM_CLASS_COUNT      36
+#define TM_ADDRESS_BITS     47
+#define TM_MAX_ARENAS       TINYMALLOC_MAX_ARENAS
+#define TM_HEAP_EMPTY_KEEP  4 /* empty slabs a thread keeps before returning one */
+#define TM_ARENA_EMPTY_KEEP 1 /* empty segments an arena keeps mapped */
 /* Requests above this are refused before any rounding can wrap. */
 #define TM_MAX_REQUEST ((size_t)PTRDIFF_MAX - 2 * TM_SEGMENT_SIZE)
 
@@ -68,15 +68,15 @@ typedef struct tm_slab_s {
   _Atomic uint32_t block_size;
   uint32_t class_index;
   uint32_t capacity;
-  uint32_t reciprocal; /* ceil(2^32 / block_size): index = offset * reciprocal >> 32 */
-  uint32_t start_offset; /* of the first block in the segment (an offset, not a pointer:
-                            a tool scanning metadata for pointers must not see one) */
+  uint32_t reciprocal;      /* ceil(2^32 / block_size): index = offset * reciprocal >> 32 */
+  uint32_t start_offset;    /* of the first block in the segment (an offset, not a pointer:
+                               a tool scanning metadata for pointers must not see one) */
   uint32_t last_block_size; /* block size before the slab was released (for reports) */
   /* owner-only */
   uint32_t used;
-  uint32_t hint;       /* no clear alloc bit in words below hint */
+  uint32_t hint; /* no clear alloc bit in words below hint */
   bool in_full_list;
-  bool counted_empty;  /* counted in heap->empty_slabs */
+  bool counted_empty; /* counted in heap->empty_slabs */
   struct tm_slab_s *next, *prev;
   /* shared */
   _Atomic(struct tm_heap_s *) owner;
@@ -109,6 +109,14 @@ typedef struct tm_segment_s {
   tm_slab_t slabs[TM_SLOTS];
 } tm_segment_t;
 
+/* The padding bits of bitmap word w: blocks past `capacity`, always set. */
+static inline uint64_t tm_slab_padding(uint32_t capacity, uint32_t w)
+{
+  if (w * 64 + 64 <= capacity) return 0;
+  if (w * 64 >= capacity) return ~0ull;
+  return ~0ull << (capacity - w * 64);
+}
+
 static inline uint8_t *tm_slab_start(const tm_slab_t *slab)
 {
   return (uint8_t *)((uintptr_t)slab & ~(uintptr_t)TM_SEGMENT_MASK) + slab->start_offset;
@@ -131,10 +139,7 @@ typedef struct tm_large_s {
   struct tm_large_s *next, *prev; /* arena list, arena lock */
 } tm_large_t;
 
-static inline uint8_t *tm_large_user(const tm_large_t *large)
-{
-  return large->base + large->user_offset;
-}
+static inline uint8_t *tm_large_user(const tm_large_t *large) { return large->base + large->user_offset; }
 
 #define TM_LARGE_MAGIC 0x746d6c617267656bULL
 
@@ -221,7 +226,7 @@ void tm_fork_child(void) TM_HIDDEN;
 
 /* os.c: the only door to the OS for memory */
 void *tm_os_map_aligned(size_t size, size_t alignment) TM_HIDDEN;
-void *tm_os_map(size_t size) TM_HIDDEN; /* page-aligned metadata memory */
+void *tm_os_map(size_t size) TM_HIDDEN;     /* page-aligned metadata memory */
 void *tm_os_reserve(size_t size) TM_HIDDEN; /* address space, not counted as mapped */
 void tm_os_unmap(void *p, size_t size) TM_HIDDEN;
 void tm_os_purge(void *p, size_t size) TM_HIDDEN;
@@ -301,7 +306,8 @@ static inline void *tm_slab_take_block(tm_slab_t *slab)
 {
   uint32_t w = slab->hint;
   uint64_t bits;
-  while ((bits = atomic_load_explicit(&slab->alloc_bits[w], memory_order_relaxed)) == ~0ull) w++;
+  while ((bits = atomic_load_explicit(&slab->alloc_bits[w], memory_order_relaxed)) == ~0ull)
+    w++;
   unsigned b = (unsigned)__builtin_ctzll(~bits);
   atomic_store_explicit(&slab->alloc_bits[w], bits | (1ull << b), memory_order_relaxed);
   slab->hint = w;
@@ -337,7 +343,7 @@ tm_arena_t *tm_arena_for_thread(void) TM_HIDDEN;
 tm_slab_t *tm_arena_get_slab(tm_arena_t *arena, tm_heap_t *heap, unsigned cls) TM_HIDDEN;
 void tm_arena_release_slab(tm_arena_t *arena, tm_slab_t *slab) TM_HIDDEN; /* lock held */
 void tm_arena_abandon_slab(tm_arena_t *arena, tm_slab_t *slab) TM_HIDDEN; /* lock held */
-void tm_arena_adopt_orphans(tm_arena_t *arena) TM_HIDDEN;  /* lock held, fork child */
+void tm_arena_adopt_orphans(tm_arena_t *arena) TM_HIDDEN;                 /* lock held, fork child */
 void *tm_arena_alloc_medium(tm_arena_t *arena, size_t size, size_t need, size_t alignment, bool zero) TM_HIDDEN;
 void tm_medium_free(void *p, const char *op) TM_HIDDEN;
 bool tm_medium_lookup(const void *p, const char *op, size_t *usable) TM_HIDDEN;
@@ -357,8 +363,8 @@ void tm_free_slow(void *p, const char *op) TM_HIDDEN;
 bool tm_block_usable(const void *p, const char *op, size_t *usable) TM_HIDDEN;
 
 /* error.c */
-void tm_report(tinymalloc_error_kind_t kind, const char *op, const void *p, const char *detail,
-               size_t block_size, const void *block_start) TM_HIDDEN;
+void tm_report(tinymalloc_error_kind_t kind, const char *op, const void *p, const char *detail, size_t block_size,
+               const void *block_start) TM_HIDDEN;
 void tm_warn(const char *a, const char *b) TM_HIDDEN;
 /* Formats an unsigned number into buf (returns characters written). */
 size_t tm_fmt_hex(char *buf, uintptr_t v) TM_HIDDEN;
@@ -379,8 +385,8 @@ void tm_stats_print_at_exit(void) TM_HIDDEN;
 
 /* options.c */
 void tm_options_init(void) TM_HIDDEN;
-#define TM_JUNK_ALLOC_BYTE 0xa5 /* TINYMALLOC_JUNK: fresh blocks */
-#define TM_JUNK_FREE_BYTE 0x5a  /* TINYMALLOC_JUNK: freed blocks */
+#define TM_JUNK_ALLOC_BYTE 0xa5                    /* TINYMALLOC_JUNK: fresh blocks */
+#define TM_JUNK_FREE_BYTE  0x5a                    /* TINYMALLOC_JUNK: freed blocks */
 void tm_junk_fill(void *p, size_t size) TM_HIDDEN; /* fills with TM_JUNK_FREE_BYTE */
 
 #endif

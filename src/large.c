@@ -52,7 +52,8 @@ tm_large_t *tm_large_find(const void *p, const char *op)
   uintptr_t seg = (uintptr_t)p & ~(uintptr_t)TM_SEGMENT_MASK;
   /* A body segment: walk back to the head (only blocks aligned to a segment
    * or more start outside their head segment). */
-  while (tm_segmap_kind(seg) == TM_SEG_LARGE_BODY) seg -= TM_SEGMENT_SIZE;
+  while (tm_segmap_kind(seg) == TM_SEG_LARGE_BODY)
+    seg -= TM_SEGMENT_SIZE;
   if (tm_segmap_kind(seg) != TM_SEG_LARGE_HEAD) {
     tm_report(TINYMALLOC_ERROR_INVALID_FREE, op, p, "not allocated by tinymalloc", 0, NULL);
     return NULL;
@@ -83,8 +84,10 @@ void tm_large_free(void *p, const char *op)
   tm_track_free(p, usable);
   tm_arena_t *arena = large->arena;
   pthread_mutex_lock(&arena->lock);
-  if (large->prev) large->prev->next = large->next;
-  else arena->large = large->next;
+  if (large->prev)
+    large->prev->next = large->next;
+  else
+    arena->large = large->next;
   if (large->next) large->next->prev = large->prev;
   arena->large_live--;
   pthread_mutex_unlock(&arena->lock);

@@ -16,9 +16,8 @@ static void tm_os_account_map(size_t size)
 {
   size_t now = atomic_fetch_add_explicit(&tm_os_mapped, size, memory_order_relaxed) + size;
   size_t peak = atomic_load_explicit(&tm_os_mapped_peak, memory_order_relaxed);
-  while (now > peak &&
-         !atomic_compare_exchange_weak_explicit(&tm_os_mapped_peak, &peak, now, memory_order_relaxed,
-                                                memory_order_relaxed)) {
+  while (now > peak && !atomic_compare_exchange_weak_explicit(&tm_os_mapped_peak, &peak, now, memory_order_relaxed,
+                                                              memory_order_relaxed)) {
   }
 }
 
@@ -97,7 +96,8 @@ size_t tm_os_resident(const void *p, size_t size)
   for (size_t off = 0; off < size; off += sizeof vec * TM_PAGE_SIZE) {
     size_t len = size - off < sizeof vec * TM_PAGE_SIZE ? size - off : sizeof vec * TM_PAGE_SIZE;
     if (mincore((uint8_t *)p + off, len, vec) != 0) continue;
-    for (size_t i = 0; i < (len + TM_PAGE_SIZE - 1) / TM_PAGE_SIZE; i++) resident += (vec[i] & 1) * TM_PAGE_SIZE;
+    for (size_t i = 0; i < (len + TM_PAGE_SIZE - 1) / TM_PAGE_SIZE; i++)
+      resident += (vec[i] & 1) * TM_PAGE_SIZE;
   }
   return resident;
 }

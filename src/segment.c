@@ -32,12 +32,15 @@ tm_segment_t *tm_segment_create(tm_arena_t *arena)
 void tm_segment_destroy(tm_segment_t *seg)
 {
   tm_arena_t *arena = seg->arena;
-  if (seg->prev) seg->prev->next = seg->next;
-  else arena->segments = seg->next;
+  if (seg->prev)
+    seg->prev->next = seg->next;
+  else
+    arena->segments = seg->next;
   if (seg->next) seg->next->prev = seg->prev;
   arena->segment_count--;
   size_t dirty = 0;
-  for (size_t w = 0; w < TM_PAGE_WORDS; w++) dirty += (size_t)__builtin_popcountll(seg->page_dirty[w] & ~seg->page_used[w]);
+  for (size_t w = 0; w < TM_PAGE_WORDS; w++)
+    dirty += (size_t)__builtin_popcountll(seg->page_dirty[w] & ~seg->page_used[w]);
   arena->dirty_pages -= dirty;
   /* FREED, not NONE: a later free of a pointer into it is named a double free. */
   tm_segmap_set((uintptr_t)seg, TM_SEGMENT_SIZE, TM_SEG_FREED, TM_SEG_FREED);
@@ -54,7 +57,8 @@ size_t tm_segment_find_run(tm_segment_t *seg, size_t pages, size_t align_pages)
 void tm_segment_take_pages(tm_segment_t *seg, size_t first, size_t pages, bool *was_clean)
 {
   size_t dirty = 0;
-  for (size_t i = first; i < first + pages; i++) dirty += tm_bit_get(seg->page_dirty, i);
+  for (size_t i = first; i < first + pages; i++)
+    dirty += tm_bit_get(seg->page_dirty, i);
   if (was_clean) *was_clean = dirty == 0;
   seg->arena->dirty_pages -= dirty;
   tm_bits_set(seg->page_used, first, pages);
@@ -88,7 +92,8 @@ size_t tm_segment_purge(tm_segment_t *seg)
       continue;
     }
     size_t j = i;
-    while (j < TM_SEGMENT_PAGES && tm_bit_get(candidates, j)) j++;
+    while (j < TM_SEGMENT_PAGES && tm_bit_get(candidates, j))
+      j++;
     tm_os_purge((uint8_t *)seg + i * TM_PAGE_SIZE, (j - i) * TM_PAGE_SIZE);
     tm_bits_clear(seg->page_dirty, i, j - i);
     purged += j - i;

@@ -23,11 +23,7 @@ void tm_slab_carve(tm_slab_t *slab, uint8_t *start, unsigned class_index)
   atomic_store_explicit(&slab->remote_inflight, 0, memory_order_relaxed);
   atomic_store_explicit(&slab->has_remote, 0, memory_order_relaxed);
   for (uint32_t w = 0; w < TM_SLAB_WORDS; w++) {
-    uint64_t padding = 0;
-    if (w * 64 + 64 <= capacity) padding = 0;
-    else if (w * 64 >= capacity) padding = ~0ull;
-    else padding = ~0ull << (capacity - w * 64);
-    atomic_store_explicit(&slab->alloc_bits[w], padding, memory_order_relaxed);
+    atomic_store_explicit(&slab->alloc_bits[w], tm_slab_padding(capacity, w), memory_order_relaxed);
     atomic_store_explicit(&slab->remote_bits[w], 0, memory_order_relaxed);
   }
   /* Publishes everything above to threads that look the slab up by address. */

@@ -6,16 +6,10 @@
 
 #include "internal.h"
 
-static size_t tm_load(_Atomic size_t *c)
-{
-  return atomic_load_explicit(c, memory_order_relaxed);
-}
+static size_t tm_load(_Atomic size_t *c) { return atomic_load_explicit(c, memory_order_relaxed); }
 
 /* allocs - frees, read from counters that other threads may be bumping. */
-static size_t tm_live(size_t allocs, size_t frees)
-{
-  return allocs > frees ? allocs - frees : 0;
-}
+static size_t tm_live(size_t allocs, size_t frees) { return allocs > frees ? allocs - frees : 0; }
 
 /* The per-thread counters summed over every heap that ever existed. */
 typedef struct {
@@ -48,8 +42,10 @@ static void tm_counter_settle(_Atomic size_t *allocs, _Atomic size_t *frees, siz
                               size_t truth)
 {
   size_t missing = truth - (sum_allocs - sum_frees); /* modulo 2^64 */
-  if ((ptrdiff_t)missing > 0) tm_counter_add(allocs, missing);
-  else if ((ptrdiff_t)missing < 0) tm_counter_add(frees, (size_t)0 - missing);
+  if ((ptrdiff_t)missing > 0)
+    tm_counter_add(allocs, missing);
+  else if ((ptrdiff_t)missing < 0)
+    tm_counter_add(frees, (size_t)0 - missing);
 }
 
 /* In a fork child, threads of the parent may have stopped between changing a

@@ -31,10 +31,7 @@ static void tm_roots_acquire(void)
 
 static void tm_roots_release(void) { atomic_flag_clear_explicit(&tm_roots_lock, memory_order_release); }
 
-static void tm_root_register(const tm_root_t *r)
-{
-  __lsan_register_root_region((void *)r->start, r->end - r->start);
-}
+static void tm_root_register(const tm_root_t *r) { __lsan_register_root_region((void *)r->start, r->end - r->start); }
 
 static void tm_root_unregister(const tm_root_t *r)
 {
@@ -49,13 +46,14 @@ void tm_track_roots_add(void *p, size_t size)
   if (size == 0) return;
   tm_roots_acquire();
   size_t i = 0;
-  while (i < tm_roots_count && tm_roots[i].end != start) i++;
+  while (i < tm_roots_count && tm_roots[i].end != start)
+    i++;
   if (i < tm_roots_count) {
     tm_root_unregister(&tm_roots[i]);
     tm_roots[i].end = end;
     tm_root_register(&tm_roots[i]);
   } else {
-    tm_root_t region = { start, end };
+    tm_root_t region = {start, end};
     if (tm_roots_count < TM_ROOTS_CAPACITY) tm_roots[tm_roots_count++] = region;
     tm_root_register(&region);
   }

@@ -86,8 +86,10 @@ static inline size_t tm_track_requested_size(const void *p, size_t usable)
   size_t lo = 0, hi = usable - 1; /* b[hi] is not accessible: the answer is in [lo, hi] */
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    if (tm_track_byte_accessible(b + mid)) lo = mid + 1;
-    else hi = mid;
+    if (tm_track_byte_accessible(b + mid))
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   return lo;
 }
@@ -104,7 +106,8 @@ static inline void tm_track_os_map(void *p, size_t size)
 #elif defined(TM_TRACK_VALGRIND)
   VALGRIND_MAKE_MEM_NOACCESS(p, size);
 #else
-  (void)p; (void)size;
+  (void)p;
+  (void)size;
 #endif
 }
 
@@ -118,7 +121,8 @@ static inline void tm_track_os_unmap(void *p, size_t size)
 #elif defined(TM_TRACK_VALGRIND)
   VALGRIND_MAKE_MEM_NOACCESS(p, size);
 #else
-  (void)p; (void)size;
+  (void)p;
+  (void)size;
 #endif
 }
 
@@ -131,7 +135,8 @@ static inline void tm_track_os_purge(void *p, size_t size)
 #elif defined(TM_TRACK_VALGRIND)
   VALGRIND_MAKE_MEM_NOACCESS(p, size);
 #else
-  (void)p; (void)size;
+  (void)p;
+  (void)size;
 #endif
 }
 
@@ -149,7 +154,10 @@ static inline void tm_track_malloc(void *p, size_t requested, size_t usable, boo
   VALGRIND_MAKE_MEM_NOACCESS((char *)p + requested, usable - requested);
   VALGRIND_MALLOCLIKE_BLOCK(p, requested, 0, zeroed ? 1 : 0);
 #else
-  (void)p; (void)requested; (void)usable; (void)zeroed;
+  (void)p;
+  (void)requested;
+  (void)usable;
+  (void)zeroed;
 #endif
 }
 
@@ -162,7 +170,8 @@ static inline void tm_track_free(void *p, size_t usable)
   VALGRIND_FREELIKE_BLOCK(p, 0);
   VALGRIND_MAKE_MEM_NOACCESS(p, usable);
 #else
-  (void)p; (void)usable;
+  (void)p;
+  (void)usable;
 #endif
 }
 
@@ -183,7 +192,10 @@ static inline void tm_track_resize(void *p, size_t old_requested, size_t new_req
     VALGRIND_MAKE_MEM_NOACCESS((char *)p + new_requested, usable - new_requested);
   }
 #else
-  (void)p; (void)old_requested; (void)new_requested; (void)usable;
+  (void)p;
+  (void)old_requested;
+  (void)new_requested;
+  (void)usable;
 #endif
 }
 

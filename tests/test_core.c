@@ -24,8 +24,9 @@
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 
-static const size_t strategy_sizes[] = {1, 8, 16, 17, 100, 128, 129, 1000, 4096, 10000, 16 * KiB, 16 * KiB + 1,
-                                        100 * KiB, MiB - 1, MiB, MiB + 1, 3 * MiB + 123};
+static const size_t strategy_sizes[] = {1,         8,       16,   17,      100,          128,
+                                        129,       1000,    4096, 10000,   16 * KiB,     16 * KiB + 1,
+                                        100 * KiB, MiB - 1, MiB,  MiB + 1, 3 * MiB + 123};
 #define NSIZES (sizeof strategy_sizes / sizeof strategy_sizes[0])
 
 static size_t live_blocks(void)
@@ -70,11 +71,15 @@ START_TEST(live_blocks_never_overlap)
     ck_assert_ptr_nonnull(blocks[i]);
     fill_pattern(blocks[i], sizes[i], (unsigned)i);
   }
-  for (int i = 0; i < N; i++) ck_assert_msg(check_pattern(blocks[i], sizes[i], (unsigned)i), "block %d clobbered", i);
+  for (int i = 0; i < N; i++)
+    ck_assert_msg(check_pattern(blocks[i], sizes[i], (unsigned)i), "block %d clobbered", i);
   ck_assert_int_eq(tinymalloc_check(), 0);
-  for (int i = 0; i < N; i += 2) tinyfree(blocks[i]);
-  for (int i = 1; i < N; i += 2) ck_assert(check_pattern(blocks[i], sizes[i], (unsigned)i));
-  for (int i = 1; i < N; i += 2) tinyfree(blocks[i]);
+  for (int i = 0; i < N; i += 2)
+    tinyfree(blocks[i]);
+  for (int i = 1; i < N; i += 2)
+    ck_assert(check_pattern(blocks[i], sizes[i], (unsigned)i));
+  for (int i = 1; i < N; i += 2)
+    tinyfree(blocks[i]);
   ck_assert_int_eq(tinymalloc_check(), 0);
 }
 END_TEST
@@ -148,14 +153,16 @@ START_TEST(calloc_zeroes_reused_memory)
       unsigned char *p = tinycalloc(1, size);
       ck_assert_ptr_nonnull(p);
       size_t j = 0;
-      while (j < size && p[j] == 0) j++;
+      while (j < size && p[j] == 0)
+        j++;
       ck_assert_msg(j == size, "byte %zu of calloc(%zu) is %d", j, size, j < size ? p[j] : 0);
       tinyfree(p);
     }
   }
   unsigned char *arr = tinycalloc(1000, 24);
   size_t nonzero = 0;
-  for (size_t j = 0; j < 24000; j++) nonzero += arr[j] != 0;
+  for (size_t j = 0; j < 24000; j++)
+    nonzero += arr[j] != 0;
   ck_assert_uint_eq(nonzero, 0);
   tinyfree(arr);
 }
@@ -305,11 +312,11 @@ START_TEST(statistics_count_live_blocks_and_bytes_of_each_strategy)
   ck_assert_uint_eq(during.medium_blocks, before.medium_blocks + 1);
   ck_assert_uint_eq(during.large_blocks, before.large_blocks + 1);
 #ifdef TM_TRACKED_BUILD /* usable_size is the requested size there (docs/sanitizers.md) */
-  ck_assert_uint_ge(during.live_bytes,
-                    before.live_bytes + tinymalloc_usable_size(s) + tinymalloc_usable_size(m) + tinymalloc_usable_size(l));
+  ck_assert_uint_ge(during.live_bytes, before.live_bytes + tinymalloc_usable_size(s) + tinymalloc_usable_size(m) +
+                                           tinymalloc_usable_size(l));
 #else
-  ck_assert_uint_eq(during.live_bytes,
-                    before.live_bytes + tinymalloc_usable_size(s) + tinymalloc_usable_size(m) + tinymalloc_usable_size(l));
+  ck_assert_uint_eq(during.live_bytes, before.live_bytes + tinymalloc_usable_size(s) + tinymalloc_usable_size(m) +
+                                           tinymalloc_usable_size(l));
 #endif
   ck_assert_uint_ge(during.mapped_bytes, before.mapped_bytes + 5 * MiB);
   ck_assert_uint_gt(during.resident_bytes, 0);
@@ -327,8 +334,10 @@ END_TEST
 START_TEST(trim_returns_every_empty_segment_to_the_os)
 {
   void *blocks[500];
-  for (int i = 0; i < 500; i++) blocks[i] = tinymalloc((size_t)(i % 50) * 997 + 30000 * (size_t)(i % 3));
-  for (int i = 0; i < 500; i++) tinyfree(blocks[i]);
+  for (int i = 0; i < 500; i++)
+    blocks[i] = tinymalloc((size_t)(i % 50) * 997 + 30000 * (size_t)(i % 3));
+  for (int i = 0; i < 500; i++)
+    tinyfree(blocks[i]);
   tinymalloc_trim();
   tinymalloc_stats_t st;
   tinymalloc_stats(&st);
@@ -383,10 +392,13 @@ START_TEST(blocks_of_an_exited_thread_can_be_freed_and_reused)
   pthread_create(&t, NULL, allocate_batch_and_exit, &b);
   pthread_join(t, NULL);
   ck_assert_int_eq(tinymalloc_check(), 0);
-  for (int i = 0; i < 5000; i += 2) tinyfree(blocks[i]);
+  for (int i = 0; i < 5000; i += 2)
+    tinyfree(blocks[i]);
   /* New allocations adopt the abandoned slabs. */
-  for (int i = 0; i < 5000; i += 2) blocks[i] = tinymalloc((size_t)(i % 40) * 50 + 1);
-  for (int i = 0; i < 5000; i++) tinyfree(blocks[i]);
+  for (int i = 0; i < 5000; i += 2)
+    blocks[i] = tinymalloc((size_t)(i % 40) * 50 + 1);
+  for (int i = 0; i < 5000; i++)
+    tinyfree(blocks[i]);
   ck_assert_int_eq(tinymalloc_check(), 0);
   tinymalloc_trim();
   tinymalloc_stats_t st;
@@ -418,7 +430,8 @@ START_TEST(blocks_freed_by_another_thread_are_reused_by_the_owner)
     reused |= blocks[i] == p;
   }
   ck_assert(reused);
-  for (int i = 0; i < 2000; i++) tinyfree(blocks[i]);
+  for (int i = 0; i < 2000; i++)
+    tinyfree(blocks[i]);
   ck_assert_int_eq(tinymalloc_check(), 0);
 }
 END_TEST
@@ -437,7 +450,8 @@ static void *churn(void *arg)
     tinyfree(held[k]);
     held[k] = tinymalloc(i % 5 == 0 ? 20000 + i % 30000 : 16 + i % 2000);
   }
-  for (int k = 0; k < 64; k++) tinyfree(held[k]);
+  for (int k = 0; k < 64; k++)
+    tinyfree(held[k]);
   return NULL;
 }
 
@@ -445,7 +459,8 @@ START_TEST(fork_child_sees_consistent_heap_while_threads_allocate)
 {
   pthread_t threads[3];
   churn_stop = 0;
-  for (int i = 0; i < 3; i++) pthread_create(&threads[i], NULL, churn, (void *)(intptr_t)i);
+  for (int i = 0; i < 3; i++)
+    pthread_create(&threads[i], NULL, churn, (void *)(intptr_t)i);
   int bad_children = 0;
   for (int round = 0; round < 40; round++) {
     pid_t pid = fork();
@@ -462,7 +477,8 @@ START_TEST(fork_child_sees_consistent_heap_while_threads_allocate)
     bad_children += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   }
   churn_stop = 1;
-  for (int i = 0; i < 3; i++) pthread_join(threads[i], NULL);
+  for (int i = 0; i < 3; i++)
+    pthread_join(threads[i], NULL);
   ck_assert_int_eq(bad_children, 0);
   ck_assert_int_eq(tinymalloc_check(), 0);
 }

@@ -32,8 +32,9 @@ int main(void)
     unsigned kind = by_strategy[0] <= by_strategy[1] && by_strategy[0] <= by_strategy[2] ? 0
                     : by_strategy[1] <= by_strategy[2]                                   ? 1
                                                                                          : 2;
-    size_t size = kind == 0 ? 16 + (seed >> 8) % 8000 : kind == 1 ? (20 << 10) + (seed >> 4) % (900 << 10)
-                                                              : (2 << 20) + (seed >> 4) % (6 << 20);
+    size_t size = kind == 0   ? 16 + (seed >> 8) % 8000
+                  : kind == 1 ? (20 << 10) + (seed >> 4) % (900 << 10)
+                              : (2 << 20) + (seed >> 4) % (6 << 20);
     void *p = tinymalloc(size);
     if (p == NULL) {
       printf("allocation failed at %zu bytes\n", bytes);
@@ -45,7 +46,8 @@ int main(void)
     by_strategy[kind] += size;
   }
   long peak = vm_kib("VmRSS:");
-  for (size_t i = 0; i < count; i++) tinyfree(blocks[i]);
+  for (size_t i = 0; i < count; i++)
+    tinyfree(blocks[i]);
   long after_free = vm_kib("VmRSS:");
   size_t returned = tinymalloc_trim();
   long after_trim = vm_kib("VmRSS:");

@@ -13,10 +13,10 @@
 #include "test_support.h"
 #include "tinymalloc.h"
 
-#define THREADS 6
+#define THREADS        6
 #define OPS_PER_THREAD 200000
-#define SLOTS 512
-#define EXCHANGE 1024
+#define SLOTS          512
+#define EXCHANGE       1024
 
 typedef struct {
   unsigned char *p;
@@ -41,10 +41,10 @@ static uint64_t rng_next(uint64_t *s)
 static size_t random_size(uint64_t *rng)
 {
   uint64_t r = rng_next(rng) % 1000;
-  if (r < 900) return rng_next(rng) % 512;           /* small, hot classes */
-  if (r < 980) return rng_next(rng) % (16 << 10);    /* all small classes */
+  if (r < 900) return rng_next(rng) % 512;                    /* small, hot classes */
+  if (r < 980) return rng_next(rng) % (16 << 10);             /* all small classes */
   if (r < 998) return (16 << 10) + rng_next(rng) % (1 << 20); /* medium */
-  return (1 << 20) + rng_next(rng) % (3 << 20);      /* large */
+  return (1 << 20) + rng_next(rng) % (3 << 20);               /* large */
 }
 
 static void verify_and_free(block_t *b)
@@ -127,9 +127,12 @@ int main(void)
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   pthread_t threads[THREADS];
-  for (uintptr_t i = 0; i < THREADS; i++) pthread_create(&threads[i], NULL, worker, (void *)i);
-  for (int i = 0; i < THREADS; i++) pthread_join(threads[i], NULL);
-  for (int i = 0; i < exchange_count; i++) verify_and_free(&exchange[i]);
+  for (uintptr_t i = 0; i < THREADS; i++)
+    pthread_create(&threads[i], NULL, worker, (void *)i);
+  for (int i = 0; i < THREADS; i++)
+    pthread_join(threads[i], NULL);
+  for (int i = 0; i < exchange_count; i++)
+    verify_and_free(&exchange[i]);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   double seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 

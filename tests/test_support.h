@@ -27,7 +27,8 @@ static inline int run_captured(void (*fn)(void *), void *arg, char *out, size_t 
   close(fds[1]);
   size_t len = 0;
   ssize_t n;
-  while (len + 1 < out_size && (n = read(fds[0], out + len, out_size - 1 - len)) > 0) len += (size_t)n;
+  while (len + 1 < out_size && (n = read(fds[0], out + len, out_size - 1 - len)) > 0)
+    len += (size_t)n;
   out[len] = '\0';
   close(fds[0]);
   int status = 0;
@@ -38,7 +39,8 @@ static inline int run_captured(void (*fn)(void *), void *arg, char *out, size_t 
 static inline void fill_pattern(void *p, size_t n, unsigned seed)
 {
   unsigned char *b = p;
-  for (size_t i = 0; i < n; i++) b[i] = (unsigned char)(seed * 131u + i * 7u + (i >> 8));
+  for (size_t i = 0; i < n; i++)
+    b[i] = (unsigned char)(seed * 131u + i * 7u + (i >> 8));
 }
 
 static inline int check_pattern(const void *p, size_t n, unsigned seed)

@@ -9,17 +9,14 @@
 
 #include "tinymalloc.h"
 
-#define SMALL_SIZE 24        /* class 32: the overflowing byte is slack */
-#define MEDIUM_SIZE 40000    /* a run of 10 pages: slack again */
-#define LARGE_SIZE (3u << 20) /* its own mapping */
+#define SMALL_SIZE  24         /* class 32: the overflowing byte is slack */
+#define MEDIUM_SIZE 40000      /* a run of 10 pages: slack again */
+#define LARGE_SIZE  (3u << 20) /* its own mapping */
 
 /* The compiler must neither drop nor reorder the faulting access. */
 static volatile unsigned char sink;
 
-static void announce(const void *target)
-{
-  fprintf(stderr, "tm_bug: target %p\n", target);
-}
+static void announce(const void *target) { fprintf(stderr, "tm_bug: target %p\n", target); }
 
 static void touch_write(unsigned char *p)
 {
@@ -192,8 +189,10 @@ static int uninitialised_read(void)
   if (p == NULL) return 2;
   announce(p + 5);
   /* A branch on a never-written byte: memcheck's "uninitialised value". */
-  if (((volatile unsigned char *)p)[5] == 0x42) sink = 1;
-  else sink = 2;
+  if (((volatile unsigned char *)p)[5] == 0x42)
+    sink = 1;
+  else
+    sink = 2;
   tinyfree(p);
   return 0;
 }
@@ -230,25 +229,25 @@ typedef struct bug_case_s {
 } bug_case_t;
 
 static const bug_case_t cases[] = {
-  { "overflow-exact-class-write", overflow_exact_class_write },
-  { "overflow-small-write", overflow_small_write },
-  { "overflow-small-read", overflow_small_read },
-  { "overflow-medium-write", overflow_medium_write },
-  { "overflow-medium-read", overflow_medium_read },
-  { "overflow-memalign-write", overflow_memalign_write },
-  { "overflow-memalign-read", overflow_memalign_read },
-  { "overflow-large-write", overflow_large_write },
-  { "use-after-free-small", use_after_free_small },
-  { "use-after-free-small-write", use_after_free_small_write },
-  { "use-after-free-medium", use_after_free_medium },
-  { "use-after-free-large", use_after_free_large },
-  { "overflow-after-shrink", overflow_after_shrink },
-  { "overflow-after-shrink-medium", overflow_after_shrink_medium },
-  { "read-released-tail-after-shrink", read_released_tail_after_shrink },
-  { "calloc-overflow-read", calloc_overflow_read },
-  { "uninitialised-read", uninitialised_read },
-  { "leaked-block", leaked_block },
-  { "leaked-large-block", leaked_large_block },
+    {"overflow-exact-class-write", overflow_exact_class_write},
+    {"overflow-small-write", overflow_small_write},
+    {"overflow-small-read", overflow_small_read},
+    {"overflow-medium-write", overflow_medium_write},
+    {"overflow-medium-read", overflow_medium_read},
+    {"overflow-memalign-write", overflow_memalign_write},
+    {"overflow-memalign-read", overflow_memalign_read},
+    {"overflow-large-write", overflow_large_write},
+    {"use-after-free-small", use_after_free_small},
+    {"use-after-free-small-write", use_after_free_small_write},
+    {"use-after-free-medium", use_after_free_medium},
+    {"use-after-free-large", use_after_free_large},
+    {"overflow-after-shrink", overflow_after_shrink},
+    {"overflow-after-shrink-medium", overflow_after_shrink_medium},
+    {"read-released-tail-after-shrink", read_released_tail_after_shrink},
+    {"calloc-overflow-read", calloc_overflow_read},
+    {"uninitialised-read", uninitialised_read},
+    {"leaked-block", leaked_block},
+    {"leaked-large-block", leaked_large_block},
 };
 
 int main(int argc, char **argv)

@@ -22,21 +22,23 @@
 #define USABLE_IS_REQUESTED 0
 #endif
 
-#define CHECK(cond)                                                                  \
-  do {                                                                               \
-    if (!(cond)) {                                                                   \
-      fprintf(stderr, "tm_clean: %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-      exit(1);                                                                       \
-    }                                                                                \
+#define CHECK(cond)                                                                                                    \
+  do {                                                                                                                 \
+    if (!(cond)) {                                                                                                     \
+      fprintf(stderr, "tm_clean: %s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);                               \
+      exit(1);                                                                                                         \
+    }                                                                                                                  \
   } while (0)
 
-static const size_t sizes[] = { 0,     1,     7,     8,     15,      16,        17,       24,       100,
-                                128,   129,   1000,  4096,  16384,   16385,     20000,    40000,    100000,
-                                65536, 500000, 1u << 20, (1u << 20) + 1, 3u << 20 };
+static const size_t sizes[] = {
+    0,       1,    7,     8,     15,    16,    17,     24,    100,    128,      129,
+    1000,    4096, 16384, 16385, 20000, 40000, 100000, 65536, 500000, 1u << 20, (1u << 20) + 1,
+    3u << 20};
 
 static void check_bytes(const unsigned char *p, size_t n, unsigned char value)
 {
-  for (size_t i = 0; i < n; i++) CHECK(p[i] == value);
+  for (size_t i = 0; i < n; i++)
+    CHECK(p[i] == value);
 }
 
 /* Every requested byte and every byte usable_size promises may be used. */
@@ -80,8 +82,10 @@ static void realloc_keeps_contents(void)
     size_t next = n * 3 + 5;
     unsigned char *q = tinyrealloc(p, next);
     CHECK(q != NULL);
-    for (size_t i = 0; i < n; i++) CHECK(q[i] == (unsigned char)i);
-    for (size_t i = n; i < next; i++) q[i] = (unsigned char)i;
+    for (size_t i = 0; i < n; i++)
+      CHECK(q[i] == (unsigned char)i);
+    for (size_t i = n; i < next; i++)
+      q[i] = (unsigned char)i;
     p = q;
     n = next;
   }
@@ -89,7 +93,8 @@ static void realloc_keeps_contents(void)
     size_t next = n / 3;
     unsigned char *q = tinyrealloc(p, next);
     CHECK(q != NULL);
-    for (size_t i = 0; i < next; i++) CHECK(q[i] == (unsigned char)i);
+    for (size_t i = 0; i < next; i++)
+      CHECK(q[i] == (unsigned char)i);
     p = q;
     n = next;
   }
@@ -129,7 +134,8 @@ static void trim_and_reuse(void)
       CHECK(blocks[i] != NULL);
       memset(blocks[i], 0x55, n);
     }
-    for (int i = 0; i < COUNT; i++) tinyfree(blocks[i]);
+    for (int i = 0; i < COUNT; i++)
+      tinyfree(blocks[i]);
     (void)tinymalloc_trim();
   }
 }
