@@ -90,6 +90,13 @@ libfuzzer_status() {
 
 afl_stat() { sed -nE "s/^$2 *: *//p" "$1" 2>/dev/null | head -n 1; }
 
+# True while any of the given processes runs.
+any_alive() {
+  local p
+  for p in "$@"; do kill -0 "$p" 2>/dev/null && return 0; done
+  return 1
+}
+
 fuzz_libfuzzer() {
   local h=$1 dir=$work/$h
   local bin=$root/build/fuzz-libfuzzer/fuzz/fuzz_$h
@@ -103,11 +110,9 @@ fuzz_libfuzzer() {
       "$dir/corpus" >"$dir/job-$j.log" 2>&1 &
     pids+=($!)
   done
-  local start=$SECONDS
+  local start=$SECONDS p
   while :; do
-    local alive=0 p
-    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ "$alive" -eq 1 ] || break
+    any_alive "${pids[@]}" || break
     sleep 10
     read -r execs rate cov < <(libfuzzer_status "$dir"/job-*.log)
     tmf_log "$h: $((SECONDS - start))/${per_harness}s execs $execs ($rate/s) cov $cov corpus $(ls "$dir/corpus" | wc -l)"
@@ -143,11 +148,9 @@ fuzz_afl() {
       -V "$per_harness" -t 10000 -m none -- "$bin" >"$dir/job-$j.log" 2>&1 &
     pids+=($!)
   done
-  local start=$SECONDS
+  local start=$SECONDS p
   while :; do
-    local alive=0 p
-    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ "$alive" -eq 1 ] || break
+    any_alive "${pids[@]}" || break
     sleep 10
     local s=$dir/out/main/fuzzer_stats
     tmf_log "$h: $((SECONDS - start))/${per_harness}s execs $(afl_stat "$s" execs_done) ($(afl_stat "$s" execs_per_sec)/s) map $(afl_stat "$s" bitmap_cvg) corpus $(afl_stat "$s" corpus_count)"

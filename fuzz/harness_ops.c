@@ -9,11 +9,7 @@ const char tmf_harness_name[] = "ops";
 int tmf_harness_run(const uint8_t *data, size_t size)
 {
   static tmf_ops_t ctx;
-  static bool initialised;
-  if (!initialised) {
-    tmf_install_strict_handler();
-    initialised = true;
-  }
+  tmf_install_strict_handler(); /* idempotent: one atomic store */
   tmf_begin_input();
   tmf_reader_t r;
   tmf_reader_init(&r, data, size);
@@ -23,8 +19,7 @@ int tmf_harness_run(const uint8_t *data, size_t size)
   for (unsigned n = 1; !tmf_reader_done(&r); n++) {
     unsigned opcode = tmf_read_u8(&r) % TMF_OP_COUNT;
     tmf_ops_step(&ctx, &r, opcode);
-    if (n % 8 == 0 || opcode == TMF_OP_CHECK)
-      tmf_ops_expect_stats(&ctx);
+    if (n % 8 == 0 || opcode == TMF_OP_CHECK) tmf_ops_expect_stats(&ctx);
   }
   tmf_ops_expect_stats(&ctx);
   tmf_ops_finish(&ctx);

@@ -15,8 +15,8 @@ const char tmf_harness_name[] = "threads";
 /* Streams are separated by this marker (also in fuzz/threads.dict). */
 static const uint8_t stream_marker[4] = {0xff, 0xfe, 'T', 'M'};
 #define TMF_MAX_THREADS 4
-#define TMF_MAX_WAVES 2
-#define TMF_MAX_CHUNKS 16
+#define TMF_MAX_WAVES   2
+#define TMF_MAX_CHUNKS  16
 
 /* Ops beyond the shared set that only make sense with threads. */
 enum thread_opcode_e { THREAD_YIELD = TMF_OP_COUNT, THREAD_SPIN, THREAD_EXIT, THREAD_OPCODE_COUNT };
@@ -77,14 +77,9 @@ static unsigned split_chunks(const uint8_t *data, size_t size, chunk_t *chunks)
 int tmf_harness_run(const uint8_t *data, size_t size)
 {
   static tmf_ops_t ctx;
-  static bool initialised;
-  if (!initialised) {
-    tmf_install_strict_handler();
-    initialised = true;
-  }
+  tmf_install_strict_handler(); /* idempotent: one atomic store */
   tmf_begin_input();
-  if (size == 0)
-    return 0;
+  if (size == 0) return 0;
   unsigned threads = 2 + data[0] % 3;
   unsigned waves = 1 + (data[0] / 3) % TMF_MAX_WAVES;
   chunk_t chunks[TMF_MAX_CHUNKS];
@@ -98,8 +93,7 @@ int tmf_harness_run(const uint8_t *data, size_t size)
     pthread_barrier_init(&start, NULL, threads);
     memset(workers, 0, sizeof workers);
     for (unsigned c = 0; c < chunk_count; c++) {
-      if ((c / threads) % waves != wave)
-        continue;
+      if ((c / threads) % waves != wave) continue;
       worker_t *w = &workers[c % threads];
       w->chunks[w->chunk_count++] = chunks[c];
     }

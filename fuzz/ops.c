@@ -13,14 +13,12 @@
 
 static void ops_lock(tmf_ops_t *ctx)
 {
-  if (ctx->concurrent)
-    pthread_mutex_lock(&ctx->lock);
+  if (ctx->concurrent) pthread_mutex_lock(&ctx->lock);
 }
 
 static void ops_unlock(tmf_ops_t *ctx)
 {
-  if (ctx->concurrent)
-    pthread_mutex_unlock(&ctx->lock);
+  if (ctx->concurrent) pthread_mutex_unlock(&ctx->lock);
 }
 
 void tmf_ops_init(tmf_ops_t *ctx, bool concurrent)
@@ -50,8 +48,7 @@ void tmf_ops_release(const tmf_block_t *b)
    * memory: too slow to repeat on every free; check and usable_size ops
    * still compare it there. */
   size_t usable = tinymalloc_usable_size(p);
-  TMF_REQUIRE(usable == b->usable, "usable size of %p changed from %zu to %zu while live", p, b->usable,
-              usable);
+  TMF_REQUIRE(usable == b->usable, "usable size of %p changed from %zu to %zu while live", p, b->usable, usable);
 #endif
   errno = 4242;
   tinyfree(p);
@@ -79,11 +76,9 @@ void tmf_ops_put(tmf_ops_t *ctx, unsigned slot, const tmf_block_t *b)
   tmf_shadow_insert(&ctx->shadow, b);
   uintptr_t old_addr = ctx->slots[slot];
   ctx->slots[slot] = b->addr;
-  if (old_addr != 0)
-    old = tmf_shadow_remove(&ctx->shadow, old_addr);
+  if (old_addr != 0) old = tmf_shadow_remove(&ctx->shadow, old_addr);
   ops_unlock(ctx);
-  if (old_addr != 0)
-    tmf_ops_release(&old);
+  if (old_addr != 0) tmf_ops_release(&old);
 }
 
 /* False when adding `size` bytes would exceed the harness's memory budget. */
@@ -95,11 +90,10 @@ static bool within_budget(tmf_ops_t *ctx, size_t size)
   return ok;
 }
 
-static void adopt_and_put(tmf_ops_t *ctx, unsigned slot, void *p, size_t requested, size_t alignment,
-                          bool zeroed, const char *what)
+static void adopt_and_put(tmf_ops_t *ctx, unsigned slot, void *p, size_t requested, size_t alignment, bool zeroed,
+                          const char *what)
 {
-  TMF_REQUIRE(p != NULL, "%s(%zu, alignment %zu) returned NULL (errno %d)", what, requested, alignment,
-              errno);
+  TMF_REQUIRE(p != NULL, "%s(%zu, alignment %zu) returned NULL (errno %d)", what, requested, alignment, errno);
   tmf_block_t b = tmf_block_adopt(p, requested, alignment, tmf_ops_new_id(ctx), zeroed);
   tmf_ops_put(ctx, slot, &b);
 }
@@ -112,12 +106,10 @@ static void op_realloc(tmf_ops_t *ctx, unsigned slot, size_t size, size_t nmemb,
   bool had = tmf_ops_take(ctx, slot, &old);
   size_t total = array ? nmemb * size : size;
   if (!within_budget(ctx, total)) {
-    if (had)
-      tmf_ops_put(ctx, slot, &old);
+    if (had) tmf_ops_put(ctx, slot, &old);
     return;
   }
-  if (had)
-    tmf_pattern_check((const unsigned char *)old.addr, old.usable, old.id, 0, old.usable, "realloc (before)");
+  if (had) tmf_pattern_check((const unsigned char *)old.addr, old.usable, old.id, 0, old.usable, "realloc (before)");
   void *oldp = had ? (void *)old.addr : NULL;
   void *p = array ? tinyreallocarray(oldp, nmemb, size) : tinyrealloc(oldp, size);
   if (total == 0 && had) {
@@ -146,16 +138,15 @@ static void op_realloc(tmf_ops_t *ctx, unsigned slot, size_t size, size_t nmemb,
 
 static void op_aligned(tmf_ops_t *ctx, unsigned opcode, unsigned slot, size_t alignment, size_t size)
 {
-  if (!within_budget(ctx, size + alignment))
-    return;
+  if (!within_budget(ctx, size + alignment)) return;
   bool valid = is_power_of_two(alignment);
   if (opcode == TMF_OP_POSIX_MEMALIGN) {
     void *out = (void *)&out; /* must stay untouched on failure */
     void *sentinel = out;
     int rc = tinyposix_memalign(&out, alignment, size);
     if (!valid || alignment % sizeof(void *) != 0) {
-      TMF_REQUIRE(rc == EINVAL && out == sentinel, "posix_memalign(%zu, %zu) = %d, expected EINVAL", alignment,
-                  size, rc);
+      TMF_REQUIRE(rc == EINVAL && out == sentinel, "posix_memalign(%zu, %zu) = %d, expected EINVAL", alignment, size,
+                  rc);
       return;
     }
     TMF_REQUIRE(rc == 0, "posix_memalign(%zu, %zu) = %d", alignment, size, rc);
@@ -166,8 +157,8 @@ static void op_aligned(tmf_ops_t *ctx, unsigned opcode, unsigned slot, size_t al
   void *p = opcode == TMF_OP_MEMALIGN ? tinymemalign(alignment, size) : tinyaligned_alloc(alignment, size);
   const char *what = opcode == TMF_OP_MEMALIGN ? "memalign" : "aligned_alloc";
   if (!valid) {
-    TMF_REQUIRE(p == NULL && errno == EINVAL, "%s(%zu, %zu) = %p errno %d, expected NULL/EINVAL", what,
-                alignment, size, p, errno);
+    TMF_REQUIRE(p == NULL && errno == EINVAL, "%s(%zu, %zu) = %p errno %d, expected NULL/EINVAL", what, alignment, size,
+                p, errno);
     return;
   }
   adopt_and_put(ctx, slot, p, size, alignment, false, what);
@@ -200,8 +191,7 @@ static void op_bad_request(tmf_ops_t *ctx, tmf_reader_t *r)
   case 4: {
     tmf_block_t b;
     unsigned slot = (unsigned)k;
-    if (!tmf_ops_take(ctx, slot, &b))
-      break;
+    if (!tmf_ops_take(ctx, slot, &b)) break;
     errno = 0;
     p = tinyrealloc((void *)b.addr, SIZE_MAX - 4096 * k);
     TMF_REQUIRE(p == NULL && errno == ENOMEM, "realloc(%p, huge) = %p errno %d", (void *)b.addr, p, errno);
@@ -243,21 +233,18 @@ static void op_burst(tmf_ops_t *ctx, tmf_reader_t *r)
   uint8_t shape = tmf_read_u8(r);
   size_t size = tmf_read_size(r);
   unsigned count = 1 + (shape & 63);
-  if (!within_budget(ctx, size * count))
-    return;
+  if (!within_budget(ctx, size * count)) return;
   for (unsigned i = 0; i < count; i++)
     adopt_and_put(ctx, slot + i, tinymalloc(size), size, 16, false, "malloc");
   if (shape & 64) { /* then free every other one: a slab with holes */
     for (unsigned i = 0; i < count; i += 2) {
       tmf_block_t b;
-      if (tmf_ops_take(ctx, slot + i, &b))
-        tmf_ops_release(&b);
+      if (tmf_ops_take(ctx, slot + i, &b)) tmf_ops_release(&b);
     }
   } else if (shape & 128) { /* or all of them, last first */
     for (unsigned i = count; i-- > 0;) {
       tmf_block_t b;
-      if (tmf_ops_take(ctx, slot + i, &b))
-        tmf_ops_release(&b);
+      if (tmf_ops_take(ctx, slot + i, &b)) tmf_ops_release(&b);
     }
   }
 }
@@ -267,14 +254,12 @@ static void op_bulk_alloc(tmf_ops_t *ctx, tmf_reader_t *r)
   size_t count = 1 + tmf_read_u16(r) % TMF_BULK_MAX;
   size_t size = tmf_read_size(r) % 2049; /* many blocks: keep them small */
   bool zeroed = size & 1;
-  if (!within_budget(ctx, size * count))
-    return;
+  if (!within_budget(ctx, size * count)) return;
   for (size_t i = 0; i < count; i++) {
     ops_lock(ctx);
     bool room = ctx->bulk_count < TMF_BULK_MAX;
     ops_unlock(ctx);
-    if (!room)
-      return;
+    if (!room) return;
     void *p = zeroed ? tinycalloc(1, size) : tinymalloc(size);
     TMF_REQUIRE(p != NULL, "bulk: malloc(%zu) returned NULL", size);
     tmf_block_t b = tmf_block_adopt(p, size, 16, tmf_ops_new_id(ctx), zeroed);
@@ -320,13 +305,11 @@ static void op_bulk_free(tmf_ops_t *ctx, tmf_reader_t *r)
     if (!found) { /* compact the list once the walk is done */
       size_t kept = 0;
       for (size_t i = 0; i < n; i++)
-        if (ctx->bulk[i] != 0)
-          ctx->bulk[kept++] = ctx->bulk[i];
+        if (ctx->bulk[i] != 0) ctx->bulk[kept++] = ctx->bulk[i];
       ctx->bulk_count = kept;
     }
     ops_unlock(ctx);
-    if (!found)
-      return;
+    if (!found) return;
     tmf_ops_release(&b);
   }
 }
@@ -354,8 +337,7 @@ static void op_fork(tmf_ops_t *ctx, tmf_reader_t *r)
   /* TSan (clang 14) can hang in its own locks across fork (always with
    * other threads running, sometimes with its background thread alone):
    * the TSan replay skips the op. */
-  if (TMF_UNDER_TSAN)
-    return;
+  if (TMF_UNDER_TSAN) return;
   size_t live = ctx->concurrent ? 0 : ctx->shadow.count;
   uintptr_t inherited = ctx->concurrent ? 0 : ctx->slots[slot];
   pid_t pid = fork();
@@ -373,19 +355,20 @@ static void op_fork(tmf_ops_t *ctx, tmf_reader_t *r)
     }
     if (!ctx->concurrent) {
       tinymalloc_stats_t st;
-      if (tinymalloc_stats(&st) != 0 || st.live_blocks != live)
-        status = 11;
-      if (inherited)
-        tinyfree((void *)inherited);
-      if (tinymalloc_check() != 0)
-        status = 12;
+      if (tinymalloc_stats(&st) != 0 || st.live_blocks != live) status = 11;
+      if (inherited) tinyfree((void *)inherited);
+      if (tinymalloc_check() != 0) status = 12;
     }
-    if (__llvm_profile_write_file)
-      __llvm_profile_write_file();
+    if (__llvm_profile_write_file) __llvm_profile_write_file();
     _exit(status);
   }
   int status;
-  TMF_REQUIRE(waitpid(pid, &status, 0) == pid, "waitpid failed");
+  pid_t waited;
+  /* libFuzzer's timers (SIGALRM for -timeout) interrupt the wait: retry. */
+  do
+    waited = waitpid(pid, &status, 0);
+  while (waited < 0 && errno == EINTR);
+  TMF_REQUIRE(waited == pid, "waitpid failed (errno %d)", errno);
   TMF_REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0,
               "fork child failed: %s %d (10 allocation, 11 statistics, 12 check)",
               WIFEXITED(status) ? "exit" : "signal", WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
@@ -400,8 +383,7 @@ void tmf_ops_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode)
   case TMF_OP_MALLOC: {
     unsigned slot = tmf_read_u8(r);
     size_t size = tmf_read_size(r);
-    if (within_budget(ctx, size))
-      adopt_and_put(ctx, slot, tinymalloc(size), size, 16, false, "malloc");
+    if (within_budget(ctx, size)) adopt_and_put(ctx, slot, tinymalloc(size), size, 16, false, "malloc");
     break;
   }
   case TMF_OP_CALLOC: {
@@ -421,8 +403,7 @@ void tmf_ops_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode)
     op_realloc(ctx, tmf_read_u8(r), 0, 1, false);
     break;
   case TMF_OP_FREE:
-    if (tmf_ops_take(ctx, tmf_read_u8(r), &b))
-      tmf_ops_release(&b);
+    if (tmf_ops_take(ctx, tmf_read_u8(r), &b)) tmf_ops_release(&b);
     break;
   case TMF_OP_MEMALIGN:
   case TMF_OP_POSIX_MEMALIGN:
@@ -439,8 +420,8 @@ void tmf_ops_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode)
     if (addr != 0) {
       const tmf_block_t *live = tmf_shadow_find_containing(&ctx->shadow, addr);
       size_t usable = tinymalloc_usable_size((void *)addr);
-      TMF_REQUIRE(live && live->addr == addr && usable == live->usable,
-                  "usable_size(%p) = %zu, recorded %zu", (void *)addr, usable, live ? live->usable : 0);
+      TMF_REQUIRE(live && live->addr == addr && usable == live->usable, "usable_size(%p) = %zu, recorded %zu",
+                  (void *)addr, usable, live ? live->usable : 0);
     }
     ops_unlock(ctx);
     break;
@@ -471,8 +452,7 @@ void tmf_ops_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode)
     unsigned first = tmf_read_u8(r);
     unsigned count = tmf_read_u8(r);
     for (unsigned i = 0; i < count; i++)
-      if (tmf_ops_take(ctx, first + i, &b))
-        tmf_ops_release(&b);
+      if (tmf_ops_take(ctx, first + i, &b)) tmf_ops_release(&b);
     break;
   }
   case TMF_OP_BURST:
@@ -499,11 +479,9 @@ void tmf_ops_finish(tmf_ops_t *ctx)
 {
   tmf_block_t b;
   for (unsigned slot = 0; slot < TMF_SLOTS; slot++)
-    if (tmf_ops_take(ctx, slot, &b))
-      tmf_ops_release(&b);
+    if (tmf_ops_take(ctx, slot, &b)) tmf_ops_release(&b);
   for (size_t i = ctx->bulk_count; i-- > 0;) {
-    if (ctx->bulk[i] == 0)
-      continue;
+    if (ctx->bulk[i] == 0) continue;
     b = tmf_shadow_remove(&ctx->shadow, ctx->bulk[i]);
     tmf_ops_release(&b);
   }
