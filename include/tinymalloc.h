@@ -125,6 +125,20 @@ typedef struct tinymalloc_stats_s {
  * counters without stopping other threads: exact when they are quiescent. */
 TINYMALLOC_API int tinymalloc_stats(tinymalloc_stats_t *out);
 
+/* The cheap subset of the statistics, for callers that ask often (a fuzz
+ * harness after every input, a test after every step): no system call, no
+ * walk over mappings or slabs; the cost grows with the number of threads that
+ * ever allocated, not with the heap. Exact when other threads are quiescent. */
+typedef struct tinymalloc_counters_s {
+  size_t live_blocks;  /* as in tinymalloc_stats_t */
+  size_t live_bytes;   /* as in tinymalloc_stats_t */
+  size_t mapped_bytes; /* as in tinymalloc_stats_t */
+  size_t segments;     /* as in tinymalloc_stats_t */
+} tinymalloc_counters_t;
+
+/* Fills *out with the counters above. */
+TINYMALLOC_API void tinymalloc_counters(tinymalloc_counters_t *out);
+
 /* Writes the statistics to the file descriptor (no stdio, no allocation):
  * human-readable when json == 0, one JSON object otherwise. */
 TINYMALLOC_API void tinymalloc_stats_print(int fd, int json);

@@ -134,3 +134,24 @@ int tinymalloc_stats(tinymalloc_stats_t *out)
   out->unmapped_bytes = atomic_load_explicit(&tm_os_unmapped, memory_order_relaxed);
   return 0;
 }
+
+void tinymalloc_counters(tinymalloc_counters_t *out)
+{
+  tm_init();
+  tm_sums_t sum;
+  tm_sum_counters(&sum);
+  memset(out, 0, sizeof *out);
+  for (unsigned c = 0; c < TM_CLASS_COUNT; c++) {
+    size_t live = tm_live(sum.small_allocs[c], sum.small_frees[c]);
+    out->live_blocks += live;
+    out->live_bytes += live * tm_class_size[c];
+  }
+  for (int k = 0; k < 2; k++) {
+    out->live_blocks += tm_live(sum.big_allocs[k], sum.big_frees[k]);
+    out->live_bytes += tm_live(sum.big_alloc_bytes[k], sum.big_free_bytes[k]);
+  }
+  for (uint32_t i = 0; i < tm_arena_count; i++)
+    out->segments += atomic_load_explicit((_Atomic size_t *)&tm_arenas[i].segment_count, memory_order_relaxed);
+  out->mapped_bytes = atomic_load_explicit(&tm_os_mapped, memory_order_relaxed) +
+                      atomic_load_explicit(&tm_os_meta_mapped, memory_order_relaxed);
+}
