@@ -1,12 +1,16 @@
 /* error.c owns the one way tinymalloc reports misuse: one line on stderr
  * written with write(2) (no stdio, no allocation) naming the operation, the
- * pointer and the fault, then the program's handler or abort(). It also
+ * pointer and the fault, then the program's handler or abort(). It runs with
+ * no tinymalloc lock held and with thread cancellation disabled (write is a
+ * cancellation point: a pending cancel must not swallow the report). It also
  * formats numbers for the other writers (stats, check, warnings). */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "error.h"
+#include "options.h"
 
 static _Atomic(tinymalloc_error_handler_t) tm_error_handler;
 static _Atomic(void *) tm_error_handler_arg;
@@ -76,44 +80,59 @@ static const char *tm_fault_phrase(tinymalloc_error_kind_t kind, const char *op)
   return is_free ? "invalid free of " : is_realloc ? "invalid realloc of " : "invalid usable_size of ";
 }
 
-void tm_report(tinymalloc_error_kind_t kind, const char *op, const void *p, const char *detail, size_t block_size,
-               const void *block_start)
+static void tm_write_all(const char *text, size_t len)
+{
+  while (len > 0) {
+    ssize_t n = write(STDERR_FILENO, text, len);
+    if (n <= 0) return;
+    text += n;
+    len -= (size_t)n;
+  }
+}
+
+void tm_report(const char *op, const tm_fault_t *f)
 {
   tm_line_t line = {.len = 0};
   tm_line_str(&line, "tinymalloc: ");
-  tm_line_str(&line, tm_fault_phrase(kind, op));
-  tm_line_num(&line, (uintptr_t)p, true);
+  tm_line_str(&line, tm_fault_phrase(f->kind, op));
+  tm_line_num(&line, (uintptr_t)f->p, true);
   tm_line_str(&line, " (");
-  if (block_start != NULL) {
+  if (f->block_start != NULL) {
     tm_line_str(&line, "interior pointer: ");
-    tm_line_num(&line, (uint64_t)((const uint8_t *)p - (const uint8_t *)block_start), false);
+    tm_line_num(&line, (uint64_t)((const uint8_t *)f->p - (const uint8_t *)f->block_start), false);
     tm_line_str(&line, " bytes into the block of ");
-    tm_line_num(&line, block_size, false);
+    tm_line_num(&line, f->block_size, false);
     tm_line_str(&line, " bytes at ");
-    tm_line_num(&line, (uintptr_t)block_start, true);
+    tm_line_num(&line, (uintptr_t)f->block_start, true);
   } else {
-    if (detail) tm_line_str(&line, detail);
-    if (detail && block_size) tm_line_str(&line, "; ");
-    if (block_size) {
+    if (f->detail) tm_line_str(&line, f->detail);
+    if (f->detail && f->block_size) tm_line_str(&line, "; ");
+    if (f->block_size) {
       tm_line_str(&line, "block of ");
-      tm_line_num(&line, block_size, false);
+      tm_line_num(&line, f->block_size, false);
       tm_line_str(&line, " bytes");
     }
   }
   tm_line_str(&line, ")");
-  line.text[line.len] = '\0';
+  int cancel_state;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
   if (TM_OPTION(show_errors)) {
     line.text[line.len] = '\n';
-    ssize_t ignored = write(STDERR_FILENO, line.text, line.len + 1);
-    (void)ignored;
-    line.text[line.len] = '\0';
+    tm_write_all(line.text, line.len + 1);
   }
+  line.text[line.len] = '\0';
   tinymalloc_error_handler_t handler = atomic_load_explicit(&tm_error_handler, memory_order_acquire);
-  if (handler) {
-    handler(kind, op, (void *)p, line.text, atomic_load_explicit(&tm_error_handler_arg, memory_order_relaxed));
-    return;
-  }
-  abort();
+  if (handler == NULL) abort();
+  handler(f->kind, op, (void *)f->p, line.text, atomic_load_explicit(&tm_error_handler_arg, memory_order_relaxed));
+  pthread_setcancelstate(cancel_state, NULL);
+}
+
+void tm_report_all(const char *op, tm_faults_t *faults)
+{
+  unsigned n = faults->count < TM_FAULTS_MAX ? faults->count : TM_FAULTS_MAX;
+  faults->count = 0;
+  for (unsigned i = 0; i < n; i++)
+    tm_report(op, &faults->fault[i]);
 }
 
 void tm_warn(const char *a, const char *b)
@@ -123,6 +142,8 @@ void tm_warn(const char *a, const char *b)
   tm_line_str(&line, a);
   tm_line_str(&line, b);
   line.text[line.len++] = '\n';
-  ssize_t ignored = write(STDERR_FILENO, line.text, line.len);
-  (void)ignored;
+  int cancel_state;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
+  tm_write_all(line.text, line.len);
+  pthread_setcancelstate(cancel_state, NULL);
 }

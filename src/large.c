@@ -1,53 +1,95 @@
-/* large.c owns large blocks (over 1 MiB, or aligned beyond what a segment
- * can offer): each is its own mapping, aligned to max(segment, alignment),
- * with an out-of-band header in its first page and the block at
- * base + max(page, alignment). Registered in the segment map, listed in the
- * arena (under its lock), unmapped on free. Never reads the block. */
+/* large.c owns large blocks (see large.h): mapping, finding and validating a
+ * pointer, freeing into the arena's cache of mappings (bounded, aged by the
+ * purge ticks of purge.c), reusing a cached mapping, and resizing: in place,
+ * or by moving the pages with mremap (no copy). Mappings change only with no
+ * lock held; the segment map is marked before memory goes back to the kernel.
+ * It never reads the block. */
 #include <errno.h>
 
-#include "internal.h"
+#include "large.h"
+#include "lock.h"
+#include "os.h"
+#include "segmap.h"
 #include "track.h"
 
-void *tm_large_alloc(size_t size, size_t alignment)
+#define TM_LARGE_CACHE_COUNT 8
+#define TM_LARGE_CACHE_BYTES ((size_t)64 << 20)
+
+static void tm_large_link(tm_large_t **head, tm_large_t *large)
 {
-  if (size > TM_MAX_REQUEST || alignment > TM_MAX_REQUEST) {
+  large->prev = NULL;
+  large->next = *head;
+  if (*head) (*head)->prev = large;
+  *head = large;
+}
+
+static void tm_large_unlink(tm_large_t **head, tm_large_t *large)
+{
+  if (large->prev)
+    large->prev->next = large->next;
+  else
+    *head = large->next;
+  if (large->next) large->next->prev = large->prev;
+  large->next = large->prev = NULL;
+}
+
+/* Lock held: a cached mapping for `map_size` bytes whose block can start
+ * `offset` bytes in, aligned as asked, wasting at most a quarter. */
+static tm_large_t *tm_large_cache_take(tm_arena_t *arena, size_t map_size, size_t offset, size_t map_align)
+{
+  for (tm_large_t *c = arena->large_cache; c; c = c->next) {
+    if (c->map_size < map_size || c->map_size - map_size > map_size / 4) continue;
+    if (((uintptr_t)c & (map_align - 1)) != 0 || c->user_offset != offset) continue;
+    tm_large_unlink(&arena->large_cache, c);
+    arena->large_cached_bytes -= c->map_size;
+    arena->large_cached_count--;
+    return c;
+  }
+  return NULL;
+}
+
+void *tm_large_alloc(tm_arena_t *arena, size_t need, size_t alignment, bool *clean, size_t *usable_out)
+{
+  size_t offset = alignment > TM_PAGE_SIZE ? alignment : TM_PAGE_SIZE;
+  if (need > TM_MAX_REQUEST - offset) {
     errno = ENOMEM;
     return NULL;
   }
-  size_t offset = alignment > TM_PAGE_SIZE ? alignment : TM_PAGE_SIZE;
-  size_t usable = (size + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1);
+  size_t usable = (need + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1);
   if (usable > TM_MAX_REQUEST - offset) {
     errno = ENOMEM;
     return NULL;
   }
   size_t map_size = offset + usable;
   size_t map_align = alignment > TM_SEGMENT_SIZE ? alignment : TM_SEGMENT_SIZE;
-  uint8_t *base = tm_os_map_aligned(map_size, map_align);
-  if (base == NULL) return NULL;
-  tm_large_t *large = (tm_large_t *)(void *)base; /* page-aligned */
-  large->magic = TM_LARGE_MAGIC;
-  large->base = base;
-  large->map_size = map_size;
-  large->user_offset = offset;
-  large->usable = usable;
-  atomic_store_explicit(&large->live, 1, memory_order_relaxed);
-  tm_arena_t *arena = tm_heap_get() ? tm_thread_heap->arena : &tm_arenas[0];
+  tm_lock(&arena->lock);
+  tm_large_t *large = arena->lost ? NULL : tm_large_cache_take(arena, map_size, offset, map_align);
+  tm_unlock(&arena->lock);
+  *clean = large == NULL;
+  if (large == NULL) {
+    large = tm_os_map_aligned(map_size, map_align);
+    if (large == NULL) return NULL;
+    large->magic = TM_LARGE_MAGIC;
+    large->map_size = map_size;
+    large->user_offset = offset;
+    tm_track_os_map((uint8_t *)large + offset, map_size - offset); /* not the header page */
+  }
+  large->usable = large->map_size - offset;
   large->arena = arena;
-  pthread_mutex_lock(&arena->lock);
-  large->prev = NULL;
-  large->next = arena->large;
-  if (arena->large) arena->large->prev = large;
-  arena->large = large;
+  atomic_store_explicit(&large->live, 1, memory_order_relaxed);
+  tm_lock(&arena->lock);
+  tm_large_link(&arena->large, large);
   arena->large_live++;
-  pthread_mutex_unlock(&arena->lock);
-  tm_segmap_set((uintptr_t)base, map_size, TM_SEG_LARGE_HEAD, TM_SEG_LARGE_BODY);
-  tm_track_os_map(base + offset, usable); /* not the header page */
-  return base + offset;
+  arena->large_bytes += large->usable;
+  arena->large_allocs++;
+  tm_unlock(&arena->lock);
+  /* Published last: until now a free of this address was a stale free. */
+  *usable_out = large->usable;
+  tm_segmap_set((uintptr_t)large, large->map_size, TM_SEG_LARGE_HEAD, TM_SEG_LARGE_BODY);
+  return tm_large_user(large);
 }
 
-/* The header of the large block `p` starts, or NULL after reporting why `p`
- * is not one. The segment map is consulted before any header is read. */
-tm_large_t *tm_large_find(const void *p, const char *op)
+tm_large_t *tm_large_find(const void *p, tm_fault_t *fault)
 {
   uintptr_t seg = (uintptr_t)p & ~(uintptr_t)TM_SEGMENT_MASK;
   /* A body segment: walk back to the head (only blocks aligned to a segment
@@ -55,77 +97,146 @@ tm_large_t *tm_large_find(const void *p, const char *op)
   while (tm_segmap_kind(seg) == TM_SEG_LARGE_BODY)
     seg -= TM_SEGMENT_SIZE;
   if (tm_segmap_kind(seg) != TM_SEG_LARGE_HEAD) {
-    tm_report(TINYMALLOC_ERROR_INVALID_FREE, op, p, "not allocated by tinymalloc", 0, NULL);
+    tm_fault_set(fault, TINYMALLOC_ERROR_INVALID_FREE, p, "not allocated by tinymalloc", 0, NULL);
     return NULL;
   }
   tm_large_t *large = (tm_large_t *)seg;
   uint8_t *user = tm_large_user(large);
   if (user != p) {
-    if ((const uint8_t *)p >= user && (const uint8_t *)p < user + large->usable)
-      tm_report(TINYMALLOC_ERROR_INTERIOR, op, p, NULL, large->usable, user);
+    if ((const uint8_t *)p > user && (const uint8_t *)p < user + large->usable)
+      tm_fault_set(fault, TINYMALLOC_ERROR_INTERIOR, p, NULL, large->usable, user);
     else
-      tm_report(TINYMALLOC_ERROR_INVALID_FREE, op, p, "points into tinymalloc metadata", 0, NULL);
+      tm_fault_set(fault, TINYMALLOC_ERROR_INVALID_FREE, p, "points into tinymalloc metadata", 0, NULL);
     return NULL;
   }
   return large;
 }
 
-void tm_large_free(void *p, const char *op)
+void tm_large_free(tm_large_t *large, tm_fault_t *fault)
 {
-  tm_large_t *large = tm_large_find(p, op);
-  if (large == NULL) return;
   /* Two threads freeing the same block: exactly one wins the claim. */
   if (atomic_exchange_explicit(&large->live, 0, memory_order_acq_rel) == 0) {
-    tm_report(TINYMALLOC_ERROR_DOUBLE_FREE, op, p, NULL, large->usable, NULL);
+    tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, tm_large_user(large), NULL, large->usable, NULL);
     return;
   }
-  size_t usable = large->usable;
-  if (TM_OPTION(junk)) tm_junk_fill(p, usable);
-  tm_track_free(p, usable);
+  tm_track_free(tm_large_user(large), large->usable);
+  tm_segmap_set((uintptr_t)large, large->map_size, TM_SEG_FREED_LARGE, TM_SEG_FREED_LARGE);
   tm_arena_t *arena = large->arena;
-  pthread_mutex_lock(&arena->lock);
-  if (large->prev)
-    large->prev->next = large->next;
-  else
-    arena->large = large->next;
-  if (large->next) large->next->prev = large->prev;
-  arena->large_live--;
-  pthread_mutex_unlock(&arena->lock);
-  tm_segmap_set((uintptr_t)large->base, large->map_size, TM_SEG_FREED_LARGE, TM_SEG_FREED_LARGE);
-  tm_os_unmap(large->base, large->map_size);
-  tm_heap_t *heap = tm_heap_get();
-  if (heap) {
-    tm_counter_add(&heap->big_frees[1], 1);
-    tm_counter_add(&heap->big_free_bytes[1], usable);
+  tm_large_t *evicted = NULL;
+  tm_lock(&arena->lock);
+  if (!arena->lost) {
+    tm_large_unlink(&arena->large, large);
+    arena->large_live--;
+    arena->large_bytes -= large->usable;
   }
+  if (!arena->lost && large->map_size <= TM_LARGE_CACHE_BYTES / 2) {
+    large->cached_tick = arena->tick;
+    tm_large_link(&arena->large_cache, large);
+    arena->large_cached_bytes += large->map_size;
+    arena->large_cached_count++;
+    /* Over the bound: the oldest go now. */
+    while (arena->large_cached_count > TM_LARGE_CACHE_COUNT || arena->large_cached_bytes > TM_LARGE_CACHE_BYTES) {
+      tm_large_t *oldest = arena->large_cache;
+      while (oldest->next)
+        oldest = oldest->next;
+      tm_large_unlink(&arena->large_cache, oldest);
+      arena->large_cached_bytes -= oldest->map_size;
+      arena->large_cached_count--;
+      oldest->next = evicted;
+      evicted = oldest;
+    }
+  } else {
+    large->next = NULL;
+    evicted = large;
+  }
+  tm_unlock(&arena->lock);
+  tm_large_unmap_list(evicted);
 }
 
-/* Shrinks by unmapping the tail, grows with mremap without moving. */
-bool tm_large_resize_in_place(tm_large_t *large, size_t new_size)
+tm_large_t *tm_large_cache_expire(tm_arena_t *arena, uint32_t tick, bool all)
 {
-  size_t usable = (new_size + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1);
-  size_t offset = large->user_offset;
-  size_t new_map = offset + usable;
-  if (usable == large->usable) return true;
-  if (usable < large->usable) {
-    uint8_t *tail = large->base + new_map;
-    size_t tail_size = large->map_size - new_map;
-    tm_os_unmap(tail, tail_size);
-    /* Segments wholly past the new end are no longer ours. */
-    uintptr_t keep_end = ((uintptr_t)tail + TM_SEGMENT_MASK) & ~(uintptr_t)TM_SEGMENT_MASK;
-    uintptr_t old_end = (uintptr_t)large->base + large->map_size;
-    if (old_end > keep_end) tm_segmap_set(keep_end, old_end - keep_end, TM_SEG_FREED_LARGE, TM_SEG_FREED_LARGE);
-  } else {
-    if (usable > TM_MAX_REQUEST - offset) return false;
-    if (!tm_os_grow_in_place(large->base, large->map_size, new_map)) return false;
-    tm_segmap_set((uintptr_t)large->base, new_map, TM_SEG_LARGE_HEAD, TM_SEG_LARGE_BODY);
+  tm_large_t *expired = NULL;
+  for (tm_large_t *c = arena->large_cache, *next; c; c = next) {
+    next = c->next;
+    if (!all && tick - c->cached_tick < 2) continue;
+    tm_large_unlink(&arena->large_cache, c);
+    arena->large_cached_bytes -= c->map_size;
+    arena->large_cached_count--;
+    c->next = expired;
+    expired = c;
   }
-  tm_heap_t *heap = tm_heap_get();
-  if (heap) {
-    tm_counter_add(&heap->big_free_bytes[1], large->usable);
-    tm_counter_add(&heap->big_alloc_bytes[1], usable);
+  return expired;
+}
+
+size_t tm_large_unmap_list(tm_large_t *list)
+{
+  size_t bytes = 0;
+  for (tm_large_t *c = list, *next; c; c = next) {
+    next = c->next;
+    bytes += c->map_size;
+    tm_os_unmap(c, c->map_size);
   }
-  large->map_size = new_map;
+  return bytes;
+}
+
+/* Lock held: new extent of a live block (the statistics read it under the lock). */
+static void tm_large_set_extent(tm_large_t *large, size_t map_size)
+{
+  tm_arena_t *arena = large->arena;
+  size_t usable = map_size - large->user_offset;
+  if (!arena->lost) arena->large_bytes = arena->large_bytes - large->usable + usable;
+  large->map_size = map_size;
   large->usable = usable;
-  return true;
+}
+
+void *tm_large_resize(tm_large_t *large, size_t need, bool may_move, size_t *usable_out)
+{
+  size_t usable = (need + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1);
+  size_t offset = large->user_offset;
+  if (usable > TM_MAX_REQUEST - offset) return NULL;
+  size_t new_map = offset + usable, old_map = large->map_size;
+  tm_arena_t *arena = large->arena;
+  *usable_out = usable;
+  if (new_map == old_map) return tm_large_user(large);
+  if (new_map < old_map) {
+    /* Segments wholly past the new end stop being ours before the kernel
+     * gets them back: another thread may map them the moment they are. */
+    uintptr_t keep_end = ((uintptr_t)large + new_map + TM_SEGMENT_MASK) & ~(uintptr_t)TM_SEGMENT_MASK;
+    uintptr_t old_end = (uintptr_t)large + old_map;
+    tm_lock(&arena->lock);
+    tm_large_set_extent(large, new_map);
+    tm_unlock(&arena->lock);
+    if (old_end > keep_end) tm_segmap_set(keep_end, old_end - keep_end, TM_SEG_FREED_LARGE, TM_SEG_FREED_LARGE);
+    tm_os_unmap((uint8_t *)large + new_map, old_map - new_map);
+    return tm_large_user(large);
+  }
+  if (tm_os_grow_in_place(large, old_map, new_map)) {
+    tm_segmap_set((uintptr_t)large, new_map, TM_SEG_LARGE_HEAD, TM_SEG_LARGE_BODY);
+    tm_lock(&arena->lock);
+    tm_large_set_extent(large, new_map);
+    tm_unlock(&arena->lock);
+    return tm_large_user(large);
+  }
+  if (!may_move) return NULL;
+  size_t align = offset > TM_PAGE_SIZE ? offset : TM_SEGMENT_SIZE;
+  if (align < TM_SEGMENT_SIZE) align = TM_SEGMENT_SIZE;
+  /* The statistics walk the arena's list under the lock while the pages
+   * move: the block leaves the list for the move. The old addresses are
+   * given up by it: they are marked first. */
+  tm_lock(&arena->lock);
+  if (!arena->lost) tm_large_unlink(&arena->large, large);
+  tm_unlock(&arena->lock);
+  tm_segmap_set((uintptr_t)large, old_map, TM_SEG_FREED_LARGE, TM_SEG_FREED_LARGE);
+  tm_large_t *moved = tm_os_move(large, old_map, new_map, align);
+  if (moved == NULL) {
+    tm_segmap_set((uintptr_t)large, old_map, TM_SEG_LARGE_HEAD, TM_SEG_LARGE_BODY);
+    moved = large;
+  }
+  tm_lock(&arena->lock);
+  if (!arena->lost) tm_large_link(&arena->large, moved);
+  if (moved != large) tm_large_set_extent(moved, new_map);
+  tm_unlock(&arena->lock);
+  if (moved == large) return NULL;
+  tm_segmap_set((uintptr_t)moved, new_map, TM_SEG_LARGE_HEAD, TM_SEG_LARGE_BODY);
+  return tm_large_user(moved);
 }

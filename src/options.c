@@ -1,12 +1,10 @@
 /* options.c owns the runtime options: their table (name, default, range,
- * meaning), reading TINYMALLOC_<NAME> from environ once at initialisation
- * (no getenv, no allocation; bad values warn and keep the default), and the
- * get/set API. */
-#include <errno.h>
+ * meaning), reading TINYMALLOC_<NAME> from environ at initialisation (no
+ * getenv, no allocation; bad values warn and keep the default), and the
+ * feature bits the fast paths test. The public get/set calls are control.c's. */
 #include <string.h>
 
-#include "internal.h"
-#include "track.h"
+#include "options.h"
 
 tm_options_t tm_options = {
     .verbose = 0,
@@ -16,20 +14,19 @@ tm_options_t tm_options = {
     .purge_delay_ms = 10,
     .arenas = 0,
 };
-
-typedef struct {
-  const char *name;
-  _Atomic long *value;
-  long min, max;
-} tm_option_t;
+_Atomic uint32_t tm_features;
 
 /* verbose:        print the configuration at start (0/1)
  * show_stats:     print statistics at exit (0 off, 1 text, 2 JSON)
  * show_errors:    write the misuse report line to stderr (0/1)
  * junk:           fill new blocks with 0xa5 and freed ones with 0x5a (0/1)
- * purge_delay_ms: free pages are returned to the OS at most this often;
- *                 0 at every free, -1 never (only tinymalloc_trim)
- * arenas:         number of arenas; 0 = one per CPU */
+ * purge_delay_ms: a free page goes back to the OS once it has stayed free
+ *                 for at least this long (and at most twice as long, when
+ *                 the allocator is called); 0: at every free; -1: never
+ *                 (only tinymalloc_trim). Empty segments and cached large
+ *                 mappings age by the same clock.
+ * arenas:         number of arenas; 0 = one per CPU (fixed once a thread
+ *                 has allocated) */
 static const tm_option_t tm_option_table[] = {
     {"verbose", &tm_options.verbose, 0, 1},
     {"show_stats", &tm_options.show_stats, 0, 2},
@@ -50,11 +47,18 @@ static bool tm_name_equal(const char *a, const char *b, size_t b_len)
   return a[b_len] == '\0';
 }
 
-static const tm_option_t *tm_option_find(const char *name, size_t len)
+const tm_option_t *tm_option_find(const char *name, size_t len)
 {
   for (size_t i = 0; i < TM_OPTION_COUNT; i++)
     if (tm_name_equal(tm_option_table[i].name, name, len)) return &tm_option_table[i];
   return NULL;
+}
+
+void tm_option_store(const tm_option_t *opt, long value)
+{
+  atomic_store_explicit(opt->value, value, memory_order_relaxed);
+  uint32_t features = TM_OPTION(junk) ? TM_FEATURE_JUNK : 0;
+  atomic_store_explicit(&tm_features, features, memory_order_relaxed);
 }
 
 /* Decimal, optionally negative, or on/off, true/false, yes/no. */
@@ -79,7 +83,7 @@ static bool tm_parse_value(const char *s, long *out)
   return true;
 }
 
-void tm_options_init(void)
+void tm_options_load(void (*warn)(const char *what, const char *entry))
 {
   extern char **environ;
   static const char prefix[] = "TINYMALLOC_";
@@ -92,47 +96,11 @@ void tm_options_init(void)
     const tm_option_t *opt = tm_option_find(name, (size_t)(eq - name));
     long v;
     if (opt == NULL) {
-      tm_warn("unknown option ignored: ", entry);
+      warn("unknown option ignored: ", entry);
     } else if (!tm_parse_value(eq + 1, &v) || v < opt->min || v > opt->max) {
-      tm_warn("bad value ignored, keeping the default: ", entry);
+      warn("bad value ignored, keeping the default: ", entry);
     } else {
-      atomic_store_explicit(opt->value, v, memory_order_relaxed);
+      tm_option_store(opt, v);
     }
   }
-}
-
-int tinymalloc_option_set(const char *name, long value)
-{
-  tm_init();
-  const tm_option_t *opt = name ? tm_option_find(name, strlen(name)) : NULL;
-  if (opt == NULL || value < opt->min || value > opt->max) {
-    errno = EINVAL;
-    return -1;
-  }
-  if (opt->value == &tm_options.arenas) {
-    if (tm_heap_registry() != NULL) {
-      errno = EBUSY;
-      return -1;
-    }
-    tm_arena_count = value > 0 ? (uint32_t)value : tm_cpu_count();
-  }
-  atomic_store_explicit(opt->value, value, memory_order_relaxed);
-  return 0;
-}
-
-long tinymalloc_option_get(const char *name)
-{
-  tm_init();
-  const tm_option_t *opt = name ? tm_option_find(name, strlen(name)) : NULL;
-  if (opt == NULL) {
-    errno = EINVAL;
-    return -1;
-  }
-  return atomic_load_explicit(opt->value, memory_order_relaxed);
-}
-
-void tm_junk_fill(void *p, size_t size)
-{
-  /* Tracked builds: only the requested bytes are the program's to touch. */
-  memset(p, TM_JUNK_FREE_BYTE, tm_track_usable_size(p, size));
 }

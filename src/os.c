@@ -1,13 +1,13 @@
 /* os.c owns every conversation with the kernel about memory: mmap, munmap,
- * madvise, mincore. Nothing else in tinymalloc maps or unmaps. It keeps the
- * mapped / purged counters, calls the track hooks for every mapping change,
- * and never allocates. */
+ * mremap, madvise, mincore, and the clock. Nothing else in tinymalloc maps
+ * or unmaps. It keeps the mapped / purged counters, lifts tool poison before
+ * memory goes back to the kernel, and never allocates. */
 #include <errno.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "os.h"
 #include "track.h"
 
 _Atomic size_t tm_os_mapped, tm_os_mapped_peak, tm_os_meta_mapped, tm_os_purged, tm_os_unmapped;
@@ -21,8 +21,9 @@ static void tm_os_account_map(size_t size)
   }
 }
 
-/* Maps `size` bytes aligned to `alignment` (a power of two >= page size) by
- * over-mapping and trimming both ends. Returns NULL with errno = ENOMEM. */
+static bool tm_os_fits_segmap(uintptr_t start, size_t size) { return ((start + size - 1) >> TM_ADDRESS_BITS) == 0; }
+
+/* Over-maps by the alignment and trims both ends. */
 void *tm_os_map_aligned(size_t size, size_t alignment)
 {
   if (size > TM_MAX_REQUEST || alignment > TM_MAX_REQUEST - size) {
@@ -40,7 +41,7 @@ void *tm_os_map_aligned(size_t size, size_t alignment)
   size_t tail = over - head - size;
   if (head) munmap(raw, head);
   if (tail) munmap((uint8_t *)aligned + size, tail);
-  if ((aligned + size - 1) >> TM_ADDRESS_BITS) { /* beyond what the segment map covers */
+  if (!tm_os_fits_segmap(aligned, size)) { /* beyond what the segment map covers */
     munmap((void *)aligned, size);
     errno = ENOMEM;
     return NULL;
@@ -49,19 +50,11 @@ void *tm_os_map_aligned(size_t size, size_t alignment)
   return (void *)aligned;
 }
 
-/* Address space for metadata, touched a page at a time (the segment map):
- * not counted as mapped, since only the pages written ever cost memory. */
-void *tm_os_reserve(size_t size)
+void *tm_os_map_meta(size_t size)
 {
-  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  return p == MAP_FAILED ? NULL : p;
-}
-
-/* Metadata pages (heap pool chunks): never handed to users. */
-void *tm_os_map(size_t size)
-{
-  void *p = tm_os_reserve(size);
-  if (p != NULL) atomic_fetch_add_explicit(&tm_os_meta_mapped, size, memory_order_relaxed);
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return NULL;
+  atomic_fetch_add_explicit(&tm_os_meta_mapped, size, memory_order_relaxed);
   return p;
 }
 
@@ -73,12 +66,44 @@ void tm_os_unmap(void *p, size_t size)
   atomic_fetch_add_explicit(&tm_os_unmapped, size, memory_order_relaxed);
 }
 
-/* The pages stay mapped and read back as zero; the kernel frees them now. */
 void tm_os_purge(void *p, size_t size)
 {
   tm_track_os_purge(p, size);
   madvise(p, size, MADV_DONTNEED);
   atomic_fetch_add_explicit(&tm_os_purged, size, memory_order_relaxed);
+}
+
+bool tm_os_grow_in_place(void *base, size_t old_size, size_t new_size)
+{
+  if (!tm_os_fits_segmap((uintptr_t)base, new_size)) return false;
+  if (mremap(base, old_size, new_size, 0) == MAP_FAILED) return false;
+  tm_os_account_map(new_size - old_size);
+  tm_track_os_map((uint8_t *)base + old_size, new_size - old_size);
+  return true;
+}
+
+/* Reserves an aligned destination first (PROT_NONE), then lets the kernel
+ * move the pages there: no copy, whatever the size. */
+void *tm_os_move(void *base, size_t old_size, size_t new_size, size_t alignment)
+{
+  if (new_size > TM_MAX_REQUEST || alignment > TM_MAX_REQUEST - new_size) return NULL;
+  size_t over = new_size + alignment;
+  uint8_t *raw = mmap(NULL, over, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) return NULL;
+  uintptr_t aligned = ((uintptr_t)raw + alignment - 1) & ~(uintptr_t)(alignment - 1);
+  size_t head = aligned - (uintptr_t)raw, tail = over - head - new_size;
+  if (!tm_os_fits_segmap(aligned, new_size) ||
+      mremap(base, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)aligned) == MAP_FAILED) {
+    munmap(raw, over);
+    return NULL;
+  }
+  if (head) munmap(raw, head);
+  if (tail) munmap((uint8_t *)aligned + new_size, tail);
+  if (new_size > old_size)
+    tm_os_account_map(new_size - old_size);
+  else
+    atomic_fetch_sub_explicit(&tm_os_mapped, old_size - new_size, memory_order_relaxed);
+  return (void *)aligned;
 }
 
 uint64_t tm_os_now_ns(void)
@@ -88,7 +113,6 @@ uint64_t tm_os_now_ns(void)
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Resident bytes of [p, p+size) by mincore, a page vector at a time. */
 size_t tm_os_resident(const void *p, size_t size)
 {
   unsigned char vec[256];
@@ -100,14 +124,4 @@ size_t tm_os_resident(const void *p, size_t size)
       resident += (vec[i] & 1) * TM_PAGE_SIZE;
   }
   return resident;
-}
-
-/* Extends a mapping without moving it (fails when the next pages are taken). */
-bool tm_os_grow_in_place(void *base, size_t old_size, size_t new_size)
-{
-  if (((uintptr_t)base + new_size - 1) >> TM_ADDRESS_BITS) return false;
-  if (mremap(base, old_size, new_size, 0) == MAP_FAILED) return false;
-  tm_os_account_map(new_size - old_size);
-  tm_track_os_map((uint8_t *)base + old_size, new_size - old_size);
-  return true;
 }

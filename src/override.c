@@ -11,8 +11,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "internal.h"
-#include "tinymalloc.h"
+#include "alloc.h"
 
 #define TM_EXPORT __attribute__((visibility("default")))
 
@@ -32,9 +31,10 @@ TM_EXPORT void *__libc_pvalloc(size_t size);
 
 /* ---- The ISO C / POSIX entry points -------------------------------------- */
 
-TM_EXPORT void *malloc(size_t size) { return tinymalloc(size); }
+/* The fast paths are inlined here too: malloc and free are one call deep. */
+TM_EXPORT void *malloc(size_t size) { return tm_malloc_inline(size); }
 
-TM_EXPORT void free(void *ptr) { tinyfree(ptr); }
+TM_EXPORT void free(void *ptr) { tm_free_inline(ptr); }
 
 TM_EXPORT void *calloc(size_t n, size_t size) { return tinycalloc(n, size); }
 
@@ -98,8 +98,8 @@ TM_EXPORT void cfree(void *ptr) { tinyfree(ptr); }
 
 /* ---- The __libc_* names (used by some debuggers, tracers and old code) ---- */
 
-TM_EXPORT void *__libc_malloc(size_t size) { return tinymalloc(size); }
-TM_EXPORT void __libc_free(void *ptr) { tinyfree(ptr); }
+TM_EXPORT void *__libc_malloc(size_t size) { return tm_malloc_inline(size); }
+TM_EXPORT void __libc_free(void *ptr) { tm_free_inline(ptr); }
 TM_EXPORT void *__libc_calloc(size_t n, size_t size) { return tinycalloc(n, size); }
 TM_EXPORT void *__libc_realloc(void *ptr, size_t size) { return tinyrealloc(ptr, size); }
 TM_EXPORT void *__libc_memalign(size_t alignment, size_t size) { return memalign(alignment, size); }

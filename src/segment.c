@@ -1,14 +1,21 @@
-/* segment.c owns 4 MiB segments: creating one (mapped, registered in the
- * segment map, header initialised), its page map (which pages are metadata,
- * slabs or medium runs), purging its free dirty pages, and destroying it.
- * Every function here runs under the owning arena's lock; none touches the
- * contents of a user page. */
+/* segment.c owns 4 MiB segments: mapping one (header initialised, registered
+ * in the segment map), attaching it to an arena, its page map (which pages are
+ * metadata, slabs, medium runs or free, and which free pages may hold data),
+ * first-fit search for page runs, and unmapping an empty one after the grace
+ * period. It never touches user data and never runs a system call while the
+ * arena lock is held. */
 #include <string.h>
 
-#include "internal.h"
+#include "bitmap.h"
+#include "grace.h"
+#include "os.h"
+#include "segment.h"
+#include "segmap.h"
 #include "track.h"
 
-tm_segment_t *tm_segment_create(tm_arena_t *arena)
+_Static_assert(TM_META_PAGES < 2 * TM_SLAB_PAGES, "segment header larger than two slab slots");
+
+tm_segment_t *tm_segment_map(tm_arena_t *arena)
 {
   tm_segment_t *seg = tm_os_map_aligned(TM_SEGMENT_SIZE, TM_SEGMENT_SIZE);
   if (seg == NULL) return NULL;
@@ -16,20 +23,37 @@ tm_segment_t *tm_segment_create(tm_arena_t *arena)
   seg->arena = arena;
   seg->meta_pages = (uint32_t)TM_META_PAGES;
   seg->used_pages = seg->meta_pages;
+  seg->free_hint = seg->meta_pages;
   tm_bits_set(seg->page_used, 0, seg->meta_pages);
-  tm_bits_set(seg->page_dirty, 0, seg->meta_pages);
-  seg->next = arena->segments;
-  seg->prev = NULL;
-  if (arena->segments) arena->segments->prev = seg;
-  arena->segments = seg;
-  arena->segment_count++;
-  tm_segmap_set((uintptr_t)seg, TM_SEGMENT_SIZE, TM_SEG_ARENA, TM_SEG_ARENA);
+  tm_bits_set(seg->dirty, 0, seg->meta_pages);
+  for (size_t slot = 0; slot < TM_SLOTS; slot++)
+    seg->slabs[slot].slot = (uint8_t)slot;
   /* The data pages only: the header pages are never poisoned. */
-  tm_track_os_map((uint8_t *)seg + TM_META_PAGES * TM_PAGE_SIZE, TM_SEGMENT_SIZE - TM_META_PAGES * TM_PAGE_SIZE);
+  tm_track_os_map(tm_page_addr(seg, TM_META_PAGES), TM_SEGMENT_SIZE - TM_META_PAGES * TM_PAGE_SIZE);
+  tm_segmap_set((uintptr_t)seg, TM_SEGMENT_SIZE, TM_SEG_ARENA, TM_SEG_ARENA);
   return seg;
 }
 
-void tm_segment_destroy(tm_segment_t *seg)
+void tm_segment_unmap(tm_segment_t *seg)
+{
+  /* FREED, not NONE: a later free of a pointer into it is named a stale free. */
+  tm_segmap_set((uintptr_t)seg, TM_SEGMENT_SIZE, TM_SEG_FREED, TM_SEG_FREED);
+  tm_grace_wait();
+  tm_os_unmap(seg, TM_SEGMENT_SIZE);
+}
+
+void tm_segment_attach(tm_arena_t *arena, tm_segment_t *seg)
+{
+  seg->arena = arena;
+  seg->prev = NULL;
+  seg->next = arena->segments;
+  if (arena->segments) arena->segments->prev = seg;
+  arena->segments = seg;
+  atomic_fetch_add_explicit(&arena->segment_count, 1, memory_order_relaxed);
+  arena->dirty_pages += tm_bits_count(seg->dirty, 0, TM_SEGMENT_PAGES) - seg->used_pages;
+}
+
+void tm_segment_detach(tm_segment_t *seg)
 {
   tm_arena_t *arena = seg->arena;
   if (seg->prev)
@@ -37,34 +61,40 @@ void tm_segment_destroy(tm_segment_t *seg)
   else
     arena->segments = seg->next;
   if (seg->next) seg->next->prev = seg->prev;
-  arena->segment_count--;
-  size_t dirty = 0;
+  seg->next = seg->prev = NULL;
+  atomic_fetch_sub_explicit(&arena->segment_count, 1, memory_order_relaxed);
+  size_t dirty_free = 0;
   for (size_t w = 0; w < TM_PAGE_WORDS; w++)
-    dirty += (size_t)__builtin_popcountll(seg->page_dirty[w] & ~seg->page_used[w]);
-  arena->dirty_pages -= dirty;
-  /* FREED, not NONE: a later free of a pointer into it is named a double free. */
-  tm_segmap_set((uintptr_t)seg, TM_SEGMENT_SIZE, TM_SEG_FREED, TM_SEG_FREED);
-  tm_os_unmap(seg, TM_SEGMENT_SIZE);
+    dirty_free += (size_t)__builtin_popcountll(seg->dirty[w] & ~seg->page_used[w]);
+  arena->dirty_pages -= dirty_free;
 }
 
-size_t tm_segment_find_run(tm_segment_t *seg, size_t pages, size_t align_pages)
+tm_segment_t *tm_segment_find_pages(tm_arena_t *arena, size_t pages, size_t align_pages, size_t *first)
 {
-  if (TM_SEGMENT_PAGES - seg->used_pages < pages) return SIZE_MAX;
-  return tm_bits_find_clear_run(seg->page_used, TM_SEGMENT_PAGES, pages, align_pages);
+  for (tm_segment_t *seg = arena->segments; seg; seg = seg->next) {
+    if (TM_SEGMENT_PAGES - seg->used_pages < pages) continue;
+    size_t from = seg->free_hint & ~(align_pages - 1);
+    size_t at = tm_bits_find_clear_run(seg->page_used, TM_SEGMENT_PAGES, from, pages, align_pages);
+    if (at != SIZE_MAX) {
+      *first = at;
+      return seg;
+    }
+  }
+  return NULL;
 }
 
-/* Marks pages in use; *was_clean tells whether they all read as zero. */
 void tm_segment_take_pages(tm_segment_t *seg, size_t first, size_t pages, bool *was_clean)
 {
-  size_t dirty = 0;
-  for (size_t i = first; i < first + pages; i++)
-    dirty += tm_bit_get(seg->page_dirty, i);
+  size_t dirty = tm_bits_count(seg->dirty, first, pages);
   if (was_clean) *was_clean = dirty == 0;
   seg->arena->dirty_pages -= dirty;
   tm_bits_set(seg->page_used, first, pages);
-  tm_bits_set(seg->page_dirty, first, pages);
+  tm_bits_set(seg->dirty, first, pages);
+  tm_bits_clear(seg->dirty_old, first, pages);
   tm_bits_clear(seg->freed_start, first, pages);
   seg->used_pages += (uint32_t)pages;
+  seg->empty_ticks = 0;
+  if (first == seg->free_hint) seg->free_hint = (uint32_t)tm_bits_next(seg->page_used, TM_SEGMENT_PAGES, first, false);
 }
 
 void tm_segment_give_pages(tm_segment_t *seg, size_t first, size_t pages)
@@ -72,33 +102,5 @@ void tm_segment_give_pages(tm_segment_t *seg, size_t first, size_t pages)
   tm_bits_clear(seg->page_used, first, pages);
   seg->used_pages -= (uint32_t)pages;
   seg->arena->dirty_pages += pages;
-}
-
-/* Returns every free dirty page to the OS; returns the bytes purged. */
-size_t tm_segment_purge(tm_segment_t *seg)
-{
-  uint64_t candidates[TM_PAGE_WORDS];
-  bool any = false;
-  for (size_t w = 0; w < TM_PAGE_WORDS; w++) {
-    candidates[w] = seg->page_dirty[w] & ~seg->page_used[w];
-    any |= candidates[w] != 0;
-  }
-  if (!any) return 0;
-  size_t purged = 0;
-  size_t i = 0;
-  while (i < TM_SEGMENT_PAGES) {
-    if (!tm_bit_get(candidates, i)) {
-      i++;
-      continue;
-    }
-    size_t j = i;
-    while (j < TM_SEGMENT_PAGES && tm_bit_get(candidates, j))
-      j++;
-    tm_os_purge((uint8_t *)seg + i * TM_PAGE_SIZE, (j - i) * TM_PAGE_SIZE);
-    tm_bits_clear(seg->page_dirty, i, j - i);
-    purged += j - i;
-    i = j;
-  }
-  seg->arena->dirty_pages -= purged;
-  return purged * TM_PAGE_SIZE;
+  if (first < seg->free_hint) seg->free_hint = (uint32_t)first;
 }

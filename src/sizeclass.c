@@ -1,26 +1,20 @@
-/* sizeclass.c owns the small size classes: 16-byte steps up to 128, then four
- * classes per power of two up to 16 KiB (at most 25% rounding up at the
- * first step of a doubling, 12.5% on average), and the choice of a class for
- * an aligned request. The size -> class map itself is inline (internal.h). */
-#include "internal.h"
+/* sizeclass.c owns the size-class tables (see sizeclass.h) and the choice
+ * of a class for an aligned request. The tables are constant: nothing to
+ * initialise, valid before the first constructor runs. */
+#include "sizeclass.h"
 
-uint32_t tm_class_size[TM_CLASS_COUNT];
+const uint32_t tm_class_size[TM_CLASS_COUNT] = {
+    16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256,
+    320, 384, 448, 512, 640, 768, 896, 1024, 1280, 1536, 1792, 2048,
+    2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384};
 
-void tm_sizeclass_init(void)
-{
-  for (unsigned c = 0; c < TM_CLASS_COUNT; c++) {
-    if (c < 8) {
-      tm_class_size[c] = (c + 1) * 16;
-    } else {
-      unsigned p = 7 + (c - 8) / 4, quarter = (c - 8) % 4;
-      tm_class_size[c] = (1u << p) + (quarter + 1) * (1u << (p - 2));
-    }
-  }
-}
+const uint8_t tm_class_of_small[65] = {
+    0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 9, 9, 10, 10, 11,
+    11, 12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15,
+    15, 16, 16, 16, 16, 16, 16, 16, 16, 17, 17, 17, 17, 17, 17, 17,
+    17, 18, 18, 18, 18, 18, 18, 18, 18, 19, 19, 19, 19, 19, 19, 19,
+    19};
 
-/* Smallest class holding `size` whose blocks all start at a multiple of
- * `alignment` (slabs are 64 KiB aligned, so a block size that is a multiple
- * of the alignment aligns every block). TM_CLASS_COUNT if none. */
 unsigned tm_aligned_class(size_t size, size_t alignment)
 {
   if (size < alignment) size = alignment;

@@ -1,94 +1,188 @@
-/* slab.c owns a slab's block bitmaps: carving a slot into blocks of one
- * class, the cross-thread free (an atomic fetch_or into the remote bitmap that
- * also detects double frees exactly) and the owner's merge of remote frees.
- * The owner's own alloc/free fast paths are inline in alloc.c. It never
- * touches block contents. */
-#include "internal.h"
+/* slab.c owns a slab's block bitmaps beyond the owner's inline fast paths:
+ * carving and uncarving a slot, the owner's slow take and merge, and the free
+ * from another thread with its notification of the owner. It never touches
+ * block contents except through the tracking and junk hooks of a free.
+ *
+ * Deciding "was this block live" (a remote free): the freeing thread first
+ * reads the alloc bit (clear: already free, report), then sets the remote bit
+ * with one fetch_or (already set: freed by another thread and not merged yet,
+ * report). It never looks at the alloc bit again: the owner may merge the
+ * bit the moment it is set, so a second read would see the owner's work, not
+ * a double free. A correct free therefore always finds alloc = 1 and remote
+ * = 0. The merge takes remote words with exchange and frees only blocks whose
+ * alloc bit is set; a remote bit over a clear alloc bit can only come from two
+ * frees of one block racing (one of them passed its alloc check just before
+ * the other's free completed), and is reported when the merge or the owner's
+ * take meets it. The take checks the remote bit of the block it hands out, so
+ * such a block is never handed out while a stale free of it is pending.
+ *
+ * Notification: the owner only looks at remote bits of the slabs it
+ * allocates from. A full slab is "watched": its notify is WANT, and the first
+ * remote free into an empty remote word moves it to QUEUED (one CAS) and
+ * pushes the slab on the owner's pending list. The owner takes the list whole,
+ * sets notify IDLE and merges. Both sides use seq_cst: the owner stores WANT
+ * then reads the remote words; a freer sets a remote bit then reads notify;
+ * one of them sees the other, so no free is missed. */
+#include "grace.h"
+#include "options.h"
+#include "sizeclass.h"
+#include "slab.h"
 #include "track.h"
 
-/* Arena lock held; the slot's pages are already taken. */
-void tm_slab_carve(tm_slab_t *slab, uint8_t *start, unsigned class_index)
+void tm_slab_carve(tm_slab_t *slab, unsigned cls, tm_heap_t *owner)
 {
-  uint32_t size = tm_class_size[class_index];
+  uint32_t size = tm_class_size[cls];
   uint32_t capacity = (uint32_t)(TM_SLAB_SIZE / size);
-  slab->class_index = class_index;
+  slab->class_index = (uint8_t)cls;
   slab->capacity = capacity;
+  slab->words = (uint8_t)((capacity + 63) / 64);
   slab->reciprocal = (uint32_t)((((uint64_t)1 << 32) + size - 1) / size);
-  slab->start_offset = (uint32_t)((uintptr_t)start & TM_SEGMENT_MASK);
   slab->used = 0;
   slab->hint = 0;
-  slab->in_full_list = false;
-  slab->counted_empty = false;
+  slab->flags = 0;
   slab->next = slab->prev = NULL;
-  atomic_store_explicit(&slab->remote_inflight, 0, memory_order_relaxed);
-  atomic_store_explicit(&slab->has_remote, 0, memory_order_relaxed);
   for (uint32_t w = 0; w < TM_SLAB_WORDS; w++) {
     atomic_store_explicit(&slab->alloc_bits[w], tm_slab_padding(capacity, w), memory_order_relaxed);
     atomic_store_explicit(&slab->remote_bits[w], 0, memory_order_relaxed);
   }
+  atomic_store_explicit(&slab->owner, owner, memory_order_release);
   /* Publishes everything above to threads that look the slab up by address. */
   atomic_store_explicit(&slab->block_size, size, memory_order_release);
 }
 
-/* Owner (or arena lock for an abandoned slab): folds remote frees into the
- * allocation bitmap. Only bits whose block is allocated are taken: a remote
- * bit over a clear alloc bit belongs to a double free whose thread is about to
- * withdraw it. Returns the number of blocks freed. */
-uint32_t tm_slab_merge_remote(tm_slab_t *slab)
+void tm_slab_uncarve(tm_slab_t *slab)
 {
-  if (!atomic_exchange_explicit(&slab->has_remote, 0, memory_order_acq_rel)) return 0;
+  slab->last_block_size = atomic_load_explicit(&slab->block_size, memory_order_relaxed);
+  atomic_store_explicit(&slab->block_size, 0, memory_order_release);
+  slab->capacity = 0;
+  slab->reciprocal = 0;
+  slab->flags = 0;
+  slab->next = slab->prev = NULL;
+  atomic_store_explicit(&slab->owner, NULL, memory_order_release);
+  uint32_t want = TM_NOTIFY_WANT;
+  atomic_compare_exchange_strong_explicit(&slab->notify, &want, TM_NOTIFY_IDLE, memory_order_seq_cst,
+                                          memory_order_seq_cst);
+}
+
+static const char tm_raced_detail[] = "two frees of this block raced";
+
+void *tm_slab_take(tm_slab_t *slab, tm_faults_t *faults)
+{
+  uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_relaxed);
+  for (uint32_t w = slab->hint; w < slab->words; w++) {
+    uint64_t bits = atomic_load_explicit(&slab->alloc_bits[w], memory_order_relaxed);
+    if (bits == ~0ull) continue;
+    unsigned b = (unsigned)__builtin_ctzll(~bits);
+    uint64_t bit = 1ull << b;
+    uint8_t *p = tm_slab_block(slab, w * 64 + b, size);
+    if (atomic_load_explicit(&slab->remote_bits[w], memory_order_seq_cst) & bit) {
+      /* A stale free of a free block: take the mark back, then the block. */
+      if (atomic_fetch_and_explicit(&slab->remote_bits[w], ~bit, memory_order_seq_cst) & bit)
+        tm_faults_add(faults, TINYMALLOC_ERROR_DOUBLE_FREE, p, tm_raced_detail, size);
+    }
+    atomic_store_explicit(&slab->alloc_bits[w], bits | bit, memory_order_relaxed);
+    slab->hint = w;
+    slab->used++;
+    return p;
+  }
+  slab->hint = slab->words - 1u;
+  return NULL;
+}
+
+uint32_t tm_slab_merge(tm_slab_t *slab, tm_faults_t *faults)
+{
   uint32_t freed = 0;
-  uint32_t words = (slab->capacity + 63) / 64;
-  for (uint32_t w = 0; w < words; w++) {
-    uint64_t remote = atomic_load_explicit(&slab->remote_bits[w], memory_order_acquire);
-    if (!remote) continue;
+  for (uint32_t w = 0; w < slab->words; w++) {
+    if (atomic_load_explicit(&slab->remote_bits[w], memory_order_relaxed) == 0) continue;
+    uint64_t remote = atomic_exchange_explicit(&slab->remote_bits[w], 0, memory_order_seq_cst);
     uint64_t alloc = atomic_load_explicit(&slab->alloc_bits[w], memory_order_relaxed);
-    uint64_t valid = remote & alloc;
-    if (!valid) continue;
-    atomic_store_explicit(&slab->alloc_bits[w], alloc & ~valid, memory_order_relaxed);
-    atomic_fetch_and_explicit(&slab->remote_bits[w], ~valid, memory_order_acq_rel);
-    freed += (uint32_t)__builtin_popcountll(valid);
-    if (w < slab->hint) slab->hint = w;
+    uint64_t valid = remote & alloc, stale = remote & ~alloc;
+    if (valid) {
+      atomic_store_explicit(&slab->alloc_bits[w], alloc & ~valid, memory_order_relaxed);
+      freed += (uint32_t)__builtin_popcountll(valid);
+      if (w < slab->hint) slab->hint = w;
+    }
+    for (; stale; stale &= stale - 1) {
+      uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_relaxed);
+      tm_faults_add(faults, TINYMALLOC_ERROR_DOUBLE_FREE,
+                    tm_slab_block(slab, w * 64 + (uint32_t)__builtin_ctzll(stale), size), tm_raced_detail, size);
+    }
   }
   slab->used -= freed;
   return freed;
 }
 
-/* A free from a thread that does not own the slab. The fetch_or decides
- * exactly: a bit already set means a second remote free; a clear allocation
- * bit means the owner (or a merge) already freed it. Remote_inflight keeps the
- * slab (and its segment) from being released while this runs. */
-void tm_slab_free_remote(tm_slab_t *slab, uint32_t index, void *p, const char *op)
+uint32_t tm_slab_watch(tm_slab_t *slab, tm_faults_t *faults)
+{
+  uint32_t idle = TM_NOTIFY_IDLE;
+  /* QUEUED (from an earlier round, not taken yet) stays: the owner will meet
+   * the slab on its pending list and watch it again. */
+  atomic_compare_exchange_strong_explicit(&slab->notify, &idle, TM_NOTIFY_WANT, memory_order_seq_cst,
+                                          memory_order_seq_cst);
+  for (uint32_t w = 0; w < slab->words; w++)
+    if (atomic_load_explicit(&slab->remote_bits[w], memory_order_seq_cst) != 0) return tm_slab_merge(slab, faults);
+  return 0;
+}
+
+void tm_slab_unwatch(tm_slab_t *slab)
+{
+  uint32_t want = TM_NOTIFY_WANT;
+  atomic_compare_exchange_strong_explicit(&slab->notify, &want, TM_NOTIFY_IDLE, memory_order_seq_cst,
+                                          memory_order_seq_cst);
+}
+
+/* The first remote bit of a word of a watched slab queues it for its owner. */
+static void tm_slab_notify(tm_slab_t *slab)
+{
+  if (atomic_load_explicit(&slab->notify, memory_order_seq_cst) != TM_NOTIFY_WANT) return;
+  uint32_t want = TM_NOTIFY_WANT;
+  if (!atomic_compare_exchange_strong_explicit(&slab->notify, &want, TM_NOTIFY_QUEUED, memory_order_seq_cst,
+                                               memory_order_relaxed))
+    return;
+  tm_heap_t *owner = atomic_load_explicit(&slab->owner, memory_order_acquire);
+  if (owner == NULL || owner == TM_OWNER_ARENA) {
+    /* Abandoned or released meanwhile: whoever takes it over merges it. */
+    atomic_store_explicit(&slab->notify, TM_NOTIFY_IDLE, memory_order_release);
+    return;
+  }
+  tm_slab_t *head = atomic_load_explicit(&owner->pending, memory_order_relaxed);
+  do {
+    atomic_store_explicit(&slab->pending_next, head, memory_order_relaxed);
+  } while (!atomic_compare_exchange_weak_explicit(&owner->pending, &head, slab, memory_order_release,
+                                                  memory_order_relaxed));
+}
+
+void tm_slab_free_remote(tm_slab_t *slab, uint32_t index, void *p, tm_heap_t *me, tm_fault_t *fault)
 {
   uint32_t w = index >> 6;
   uint64_t bit = 1ull << (index & 63);
   uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_relaxed);
-  unsigned cls = slab->class_index;
-  /* The quick look keeps the tools' hooks off an already-free block; the
-   * fetch_or below is what decides when two frees race. */
+  /* Already free, or freed by another thread and not merged yet: the tools'
+   * hooks must not see a second free of it. */
   if (!tm_slab_block_live(slab, index)) {
-    tm_report(TINYMALLOC_ERROR_DOUBLE_FREE, op, p, NULL, size, NULL);
+    tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, NULL, size, NULL);
     return;
   }
-  if (TM_OPTION(junk)) tm_junk_fill(p, size);
+  if (TM_UNLIKELY(TM_FEATURES() & TM_FEATURE_JUNK)) tm_junk_fill(p, size, TM_JUNK_FREE_BYTE);
   tm_track_free(p, size);
-  atomic_fetch_add_explicit(&slab->remote_inflight, 1, memory_order_acq_rel);
-  uint64_t before = atomic_fetch_or_explicit(&slab->remote_bits[w], bit, memory_order_acq_rel);
-  bool double_free = (before & bit) != 0;
-  if (!double_free && !(atomic_load_explicit(&slab->alloc_bits[w], memory_order_relaxed) & bit)) {
-    atomic_fetch_and_explicit(&slab->remote_bits[w], ~bit, memory_order_acq_rel);
-    double_free = true;
-  }
-  if (double_free) {
-    atomic_fetch_sub_explicit(&slab->remote_inflight, 1, memory_order_acq_rel);
-    tm_report(TINYMALLOC_ERROR_DOUBLE_FREE, op, p, NULL, size, NULL);
+  tm_grace_enter(me);
+  uint64_t before = atomic_fetch_or_explicit(&slab->remote_bits[w], bit, memory_order_seq_cst);
+  if (TM_UNLIKELY(before & bit)) {
+    tm_grace_exit(me);
+    tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, NULL, size, NULL);
     return;
   }
-  atomic_store_explicit(&slab->has_remote, 1, memory_order_release);
-  tm_heap_t *owner = atomic_load_explicit(&slab->owner, memory_order_acquire);
-  /* Heaps are never unmapped, so a stale owner pointer is harmless. */
-  if (owner) atomic_fetch_add_explicit(&owner->remote_pending[cls], 1, memory_order_release);
-  atomic_fetch_sub_explicit(&slab->remote_inflight, 1, memory_order_release);
-  tm_heap_t *me = tm_heap_get();
-  tm_counter_add(&me->small_frees[cls], 1);
+  if (before == 0) tm_slab_notify(slab);
+  tm_grace_exit(me);
+}
+
+uint32_t tm_slab_live_count(tm_slab_t *slab)
+{
+  uint32_t live = 0;
+  for (uint32_t w = 0; w < slab->words; w++) {
+    uint64_t alloc = atomic_load_explicit(&slab->alloc_bits[w], memory_order_relaxed);
+    uint64_t remote = atomic_load_explicit(&slab->remote_bits[w], memory_order_relaxed);
+    live += (uint32_t)__builtin_popcountll(alloc & ~remote & ~tm_slab_padding(slab->capacity, w));
+  }
+  return live;
 }

@@ -1,134 +1,120 @@
-/* stats.c owns tinymalloc_stats: it sums the per-thread counters (relaxed
- * loads, no stopping the world), walks each arena under its lock for
- * segment, slab and mapping figures, and asks the OS (mincore) what is
- * resident. Exact when other threads are quiescent. Never allocates. */
+/* stats.c owns tinymalloc_stats and tinymalloc_counters. Live blocks are
+ * counted from the bitmaps, page maps and arena lists (the truth), not from
+ * counters; the only counters are cumulative allocations (per heap and class,
+ * per arena for medium and large). Frees are allocations minus live blocks.
+ * Walks each arena under its lock, reads slabs other threads own with relaxed
+ * loads (exact when they are quiescent), asks mincore only for the full
+ * statistics. Never allocates; nothing in the core calls it. */
 #include <string.h>
 
-#include "internal.h"
+#include "arena.h"
+#include "grace.h"
+#include "heap.h"
+#include "init.h"
+#include "large.h"
+#include "lock.h"
+#include "os.h"
+#include "sizeclass.h"
+#include "slab.h"
 
-static size_t tm_load(_Atomic size_t *c) { return atomic_load_explicit(c, memory_order_relaxed); }
+typedef struct tm_census_s {
+  size_t class_live[TM_CLASS_COUNT], class_slabs[TM_CLASS_COUNT];
+  size_t medium_live, medium_bytes, large_live, large_bytes, medium_allocs, large_allocs;
+} tm_census_t;
 
-/* allocs - frees, read from counters that other threads may be bumping. */
-static size_t tm_live(size_t allocs, size_t frees) { return allocs > frees ? allocs - frees : 0; }
-
-/* The per-thread counters summed over every heap that ever existed. */
-typedef struct {
-  size_t small_allocs[TM_CLASS_COUNT], small_frees[TM_CLASS_COUNT];
-  size_t big_allocs[2], big_frees[2], big_alloc_bytes[2], big_free_bytes[2];
-} tm_sums_t;
-
-static void tm_sum_counters(tm_sums_t *sum)
+/* One arena's figures, lock held. */
+static void tm_census_arena(tm_arena_t *arena, tm_census_t *census, tinymalloc_arena_stats_t *as, size_t *resident,
+                            size_t *segment_meta)
 {
-  memset(sum, 0, sizeof *sum);
-  tm_heap_pool_lock();
-  for (tm_heap_t *heap = tm_heap_registry(); heap; heap = heap->next_all) {
-    for (unsigned c = 0; c < TM_CLASS_COUNT; c++) {
-      sum->small_allocs[c] += tm_load(&heap->small_allocs[c]);
-      sum->small_frees[c] += tm_load(&heap->small_frees[c]);
-    }
-    for (int k = 0; k < 2; k++) {
-      sum->big_allocs[k] += tm_load(&heap->big_allocs[k]);
-      sum->big_frees[k] += tm_load(&heap->big_frees[k]);
-      sum->big_alloc_bytes[k] += tm_load(&heap->big_alloc_bytes[k]);
-      sum->big_free_bytes[k] += tm_load(&heap->big_free_bytes[k]);
+  for (tm_segment_t *seg = arena->segments; seg; seg = seg->next) {
+    if (as) as->mapped_bytes += TM_SEGMENT_SIZE;
+    if (resident) *resident += tm_os_resident(seg, TM_SEGMENT_SIZE);
+    if (segment_meta) *segment_meta += (size_t)seg->meta_pages * TM_PAGE_SIZE;
+    for (size_t slot = TM_FIRST_SLAB_SLOT; slot < TM_SLOTS; slot++) {
+      tm_slab_t *slab = &seg->slabs[slot];
+      if (atomic_load_explicit(&slab->block_size, memory_order_acquire) == 0) continue;
+      census->class_live[slab->class_index] += tm_slab_live_count(slab);
+      census->class_slabs[slab->class_index]++;
     }
   }
-  tm_heap_pool_unlock();
-}
-
-/* Moves one heap's `allocs`/`frees` so that the sums satisfy
- * sum_allocs - sum_frees == truth (the sums may even be "negative"). */
-static void tm_counter_settle(_Atomic size_t *allocs, _Atomic size_t *frees, size_t sum_allocs, size_t sum_frees,
-                              size_t truth)
-{
-  size_t missing = truth - (sum_allocs - sum_frees); /* modulo 2^64 */
-  if ((ptrdiff_t)missing > 0)
-    tm_counter_add(allocs, missing);
-  else if ((ptrdiff_t)missing < 0)
-    tm_counter_add(frees, (size_t)0 - missing);
-}
-
-/* In a fork child, threads of the parent may have stopped between changing a
- * bitmap and counting it: the bitmaps are the truth, so the calling thread's
- * counters absorb the difference. Only while no other thread allocates. */
-void tm_stats_rebuild(void)
-{
-  tm_heap_t *me = tm_heap_get();
-  if (me == NULL) return;
-  tm_census_t truth;
-  tm_sums_t sum;
-  tm_census(&truth);
-  tm_sum_counters(&sum);
-  for (unsigned c = 0; c < TM_CLASS_COUNT; c++)
-    tm_counter_settle(&me->small_allocs[c], &me->small_frees[c], sum.small_allocs[c], sum.small_frees[c],
-                      truth.small_live[c]);
-  size_t live[2] = {truth.medium_live, truth.large_live}, bytes[2] = {truth.medium_bytes, truth.large_bytes};
-  for (int k = 0; k < 2; k++) {
-    tm_counter_settle(&me->big_allocs[k], &me->big_frees[k], sum.big_allocs[k], sum.big_frees[k], live[k]);
-    tm_counter_settle(&me->big_alloc_bytes[k], &me->big_free_bytes[k], sum.big_alloc_bytes[k], sum.big_free_bytes[k],
-                      bytes[k]);
+  for (int list = 0; list < 2; list++) {
+    for (tm_large_t *large = list ? arena->large_cache : arena->large; large; large = large->next) {
+      if (as) as->mapped_bytes += large->map_size;
+      if (resident) *resident += tm_os_resident(large, large->map_size);
+    }
   }
+  census->medium_live += arena->medium_live;
+  census->medium_bytes += arena->medium_bytes;
+  census->large_live += arena->large_live;
+  census->large_bytes += arena->large_bytes;
+  census->medium_allocs += arena->medium_allocs;
+  census->large_allocs += arena->large_allocs;
+  if (as) {
+    as->segments = atomic_load_explicit(&arena->segment_count, memory_order_relaxed);
+    as->medium_blocks = arena->medium_live;
+    as->large_blocks = arena->large_live;
+    as->threads = arena->threads;
+  }
+}
+
+static void tm_census_all(tm_census_t *census, tinymalloc_stats_t *out, size_t *resident, size_t *segment_meta)
+{
+  memset(census, 0, sizeof *census);
+  uint32_t count = tm_arenas_in_use();
+  for (uint32_t i = 0; i < count; i++) {
+    tm_arena_t *arena = &tm_arenas[i];
+    tm_lock(&arena->lock);
+    if (!arena->lost) tm_census_arena(arena, census, out ? &out->arenas[i] : NULL, resident, segment_meta);
+    tm_unlock(&arena->lock);
+  }
+}
+
+static void tm_sum_allocs(size_t allocs[TM_CLASS_COUNT])
+{
+  memset(allocs, 0, sizeof(size_t) * TM_CLASS_COUNT);
+  for (tm_heap_t *heap = tm_heaps_first(); heap; heap = heap->next_all)
+    for (unsigned c = 0; c < TM_CLASS_COUNT; c++)
+      allocs[c] += atomic_load_explicit(&heap->allocs[c], memory_order_relaxed);
+}
+
+static size_t tm_mapped_now(void)
+{
+  return atomic_load_explicit(&tm_os_mapped, memory_order_relaxed) +
+         atomic_load_explicit(&tm_os_meta_mapped, memory_order_relaxed);
 }
 
 int tinymalloc_stats(tinymalloc_stats_t *out)
 {
   tm_init();
   memset(out, 0, sizeof *out);
-  tm_sums_t sum;
-  tm_sum_counters(&sum);
-  size_t *small_allocs = sum.small_allocs, *small_frees = sum.small_frees;
-  size_t *big_allocs = sum.big_allocs, *big_frees = sum.big_frees;
-  size_t *big_alloc_bytes = sum.big_alloc_bytes, *big_free_bytes = sum.big_free_bytes;
-
+  tm_census_t census;
+  size_t resident = 0, segment_meta = 0, allocs[TM_CLASS_COUNT];
+  tm_census_all(&census, out, &resident, &segment_meta);
+  tm_sum_allocs(allocs);
   out->class_count = TM_CLASS_COUNT;
   for (unsigned c = 0; c < TM_CLASS_COUNT; c++) {
     tinymalloc_class_stats_t *cs = &out->classes[c];
     cs->block_size = tm_class_size[c];
-    cs->allocs = small_allocs[c];
-    cs->live_blocks = tm_live(small_allocs[c], small_frees[c]);
+    cs->live_blocks = census.class_live[c];
+    cs->allocs = allocs[c] > cs->live_blocks ? allocs[c] : cs->live_blocks;
+    cs->slabs = census.class_slabs[c];
     out->small_blocks += cs->live_blocks;
     out->live_bytes += cs->live_blocks * cs->block_size;
-    out->total_allocs += small_allocs[c];
-    out->total_frees += small_frees[c];
+    out->total_allocs += cs->allocs;
   }
-  out->medium_blocks = tm_live(big_allocs[0], big_frees[0]);
-  out->large_blocks = tm_live(big_allocs[1], big_frees[1]);
-  for (int k = 0; k < 2; k++) {
-    out->live_bytes += tm_live(big_alloc_bytes[k], big_free_bytes[k]);
-    out->total_allocs += big_allocs[k];
-    out->total_frees += big_frees[k];
-  }
+  out->medium_blocks = census.medium_live;
+  out->large_blocks = census.large_live;
+  out->live_bytes += census.medium_bytes + census.large_bytes;
   out->live_blocks = out->small_blocks + out->medium_blocks + out->large_blocks;
-
-  out->arena_count = tm_arena_count;
-  size_t segment_meta = 0;
-  for (uint32_t i = 0; i < tm_arena_count; i++) {
-    tm_arena_t *arena = &tm_arenas[i];
-    tinymalloc_arena_stats_t *as = &out->arenas[i];
-    pthread_mutex_lock(&arena->lock);
-    as->segments = arena->segment_count;
-    as->medium_blocks = arena->medium_live;
-    as->large_blocks = arena->large_live;
-    as->threads = arena->threads;
-    for (tm_segment_t *seg = arena->segments; seg; seg = seg->next) {
-      as->mapped_bytes += TM_SEGMENT_SIZE;
-      out->resident_bytes += tm_os_resident(seg, TM_SEGMENT_SIZE);
-      segment_meta += (size_t)seg->meta_pages * TM_PAGE_SIZE;
-      for (size_t s = 0; s < TM_SLOTS; s++) {
-        uint32_t size = atomic_load_explicit(&seg->slabs[s].block_size, memory_order_relaxed);
-        if (size) out->classes[seg->slabs[s].class_index].slabs++;
-      }
-    }
-    for (tm_large_t *large = arena->large; large; large = large->next) {
-      as->mapped_bytes += large->map_size;
-      out->resident_bytes += tm_os_resident(large->base, large->map_size);
-    }
-    pthread_mutex_unlock(&arena->lock);
-    out->segments += as->segments;
-  }
+  out->total_allocs += census.medium_allocs + census.large_allocs;
+  out->total_frees = out->total_allocs - out->live_blocks;
+  out->arena_count = tm_arenas_in_use();
+  for (size_t i = 0; i < out->arena_count; i++)
+    out->segments += out->arenas[i].segments;
   size_t meta = atomic_load_explicit(&tm_os_meta_mapped, memory_order_relaxed);
-  out->mapped_bytes = atomic_load_explicit(&tm_os_mapped, memory_order_relaxed) + meta;
+  out->mapped_bytes = tm_mapped_now();
   out->peak_mapped_bytes = atomic_load_explicit(&tm_os_mapped_peak, memory_order_relaxed) + meta;
+  out->resident_bytes = resident;
   out->metadata_bytes = meta + segment_meta;
   out->purged_bytes = atomic_load_explicit(&tm_os_purged, memory_order_relaxed);
   out->unmapped_bytes = atomic_load_explicit(&tm_os_unmapped, memory_order_relaxed);
@@ -138,20 +124,17 @@ int tinymalloc_stats(tinymalloc_stats_t *out)
 void tinymalloc_counters(tinymalloc_counters_t *out)
 {
   tm_init();
-  tm_sums_t sum;
-  tm_sum_counters(&sum);
+  tm_census_t census;
+  tm_census_all(&census, NULL, NULL, NULL);
   memset(out, 0, sizeof *out);
   for (unsigned c = 0; c < TM_CLASS_COUNT; c++) {
-    size_t live = tm_live(sum.small_allocs[c], sum.small_frees[c]);
-    out->live_blocks += live;
-    out->live_bytes += live * tm_class_size[c];
+    out->live_blocks += census.class_live[c];
+    out->live_bytes += census.class_live[c] * tm_class_size[c];
   }
-  for (int k = 0; k < 2; k++) {
-    out->live_blocks += tm_live(sum.big_allocs[k], sum.big_frees[k]);
-    out->live_bytes += tm_live(sum.big_alloc_bytes[k], sum.big_free_bytes[k]);
-  }
-  for (uint32_t i = 0; i < tm_arena_count; i++)
-    out->segments += atomic_load_explicit((_Atomic size_t *)&tm_arenas[i].segment_count, memory_order_relaxed);
-  out->mapped_bytes = atomic_load_explicit(&tm_os_mapped, memory_order_relaxed) +
-                      atomic_load_explicit(&tm_os_meta_mapped, memory_order_relaxed);
+  out->live_blocks += census.medium_live + census.large_live;
+  out->live_bytes += census.medium_bytes + census.large_bytes;
+  uint32_t count = tm_arenas_in_use();
+  for (uint32_t i = 0; i < count; i++)
+    out->segments += atomic_load_explicit(&tm_arenas[i].segment_count, memory_order_relaxed);
+  out->mapped_bytes = tm_mapped_now();
 }

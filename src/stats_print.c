@@ -1,16 +1,19 @@
-/* Statistics printing: tinymalloc_stats_print (human-readable or JSON) and
- * the at-exit report of TINYMALLOC_SHOW_STATS. Reads figures only through
- * tinymalloc_stats(); formats numbers by hand into a stack buffer and writes
- * with write(2). It must never allocate or use stdio: it runs at exit, after
- * a crash of the program's heap use, and from malloc_stats. */
+/* stats_print.c owns the statistics report: tinymalloc_stats_print (human
+ * text or JSON) and the at-exit report of TINYMALLOC_SHOW_STATS. Reads figures
+ * only through tinymalloc_stats(); formats numbers by hand into a stack buffer
+ * and writes with write(2), with thread cancellation disabled (write is a
+ * cancellation point). It never allocates or uses stdio: it runs at exit,
+ * after a crash of the program's heap use, and from malloc_stats. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "internal.h"
-#include "tinymalloc.h"
+#include <pthread.h>
+
+#include "error.h"
+#include "stats.h"
 
 /* An output buffer on the stack, flushed to the fd when full. Write errors
  * are remembered and end the output quietly: statistics are best effort. */
@@ -199,7 +202,8 @@ static void print_json(tm_print_buffer_t *out, const tinymalloc_stats_t *stats)
 
 TINYMALLOC_API void tinymalloc_stats_print(int fd, int json)
 {
-  int saved_errno = errno;
+  int saved_errno = errno, cancel_state;
+  pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel_state);
   tinymalloc_stats_t stats;
   tm_print_buffer_t out;
   out.fd = fd;
@@ -213,6 +217,7 @@ TINYMALLOC_API void tinymalloc_stats_print(int fd, int json)
     print_human(&out, &stats);
   }
   print_flush(&out);
+  pthread_setcancelstate(cancel_state, NULL);
   errno = saved_errno;
 }
 
@@ -224,7 +229,7 @@ TINYMALLOC_API void tinymalloc_stats_print(int fd, int json)
  * If show_stats is switched on later through the API, fd 2 is used. */
 static int stats_exit_fd = -1;
 
-void tm_stats_keep_stderr(void)
+void tm_stats_at_load(void)
 {
   if (tinymalloc_option_get("show_stats") > 0) stats_exit_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 100);
 }
@@ -232,9 +237,9 @@ void tm_stats_keep_stderr(void)
 /* TINYMALLOC_SHOW_STATS=1 prints the human report at exit, 2 the JSON
  * object. A destructor rather than atexit(): registering with atexit may
  * allocate, and the library's destructor runs after the program's, so the
- * report sees the program's final frees. Both hooks are called from init.c's
+ * report sees the program's final frees. Both hooks are called from alloc.c's
  * constructor and destructor, so that a static link pulls this file in. */
-void tm_stats_print_at_exit(void)
+void tm_stats_at_exit(void)
 {
   long show = tinymalloc_option_get("show_stats");
   if (show > 0) tinymalloc_stats_print(stats_exit_fd >= 0 ? stats_exit_fd : STDERR_FILENO, show >= 2);

@@ -31,6 +31,8 @@ static void tm_roots_acquire(void)
 
 static void tm_roots_release(void) { atomic_flag_clear_explicit(&tm_roots_lock, memory_order_release); }
 
+void tm_track_fork_child(void) { tm_roots_release(); }
+
 static void tm_root_register(const tm_root_t *r) { __lsan_register_root_region((void *)r->start, r->end - r->start); }
 
 static void tm_root_unregister(const tm_root_t *r)

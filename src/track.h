@@ -1,5 +1,5 @@
 /* The one hook layer between tinymalloc and the tools that watch memory
- * (DESIGN.md invariant 7): every place that hands out, takes back, resizes in
+ * (docs/architecture.md): every place that hands out, takes back, resizes in
  * place, maps from, purges or returns to the OS calls exactly one of these.
  * Backends: none (every hook compiles to nothing), ASan (TM_TRACK_ASAN) and
  * Valgrind memcheck (TM_TRACK_VALGRIND). A hook must never allocate. */
@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Contract shared by every backend (docs/sanitizers.md):
  * - tm_track_os_map and tm_track_os_purge get user-data pages only, never
@@ -61,6 +62,10 @@
  * only in tinymalloc blocks are not reported as leaks. */
 void tm_track_roots_add(void *p, size_t size) __attribute__((visibility("hidden")));
 void tm_track_roots_remove(void *p, size_t size) __attribute__((visibility("hidden")));
+/* Fork child: the registry's spin lock may be held by a vanished thread. */
+void tm_track_fork_child(void) __attribute__((visibility("hidden")));
+#else
+static inline void tm_track_fork_child(void) {}
 #endif
 
 #if TM_TRACKING
@@ -211,6 +216,13 @@ static inline size_t tm_track_usable_size(const void *p, size_t usable)
   (void)p;
   return usable;
 #endif
+}
+
+/* TINYMALLOC_JUNK: fills a block with `byte` (only the requested bytes in
+ * tracked builds, the rest is the tool's). */
+static inline void tm_junk_fill(void *p, size_t usable, int byte)
+{
+  memset(p, byte, tm_track_usable_size(p, usable));
 }
 
 #endif

@@ -1,0 +1,32 @@
+/* large.h: large blocks (large.c): over 1 MiB, or aligned beyond what a
+ * segment offers. Each is a mapping of its own, aligned to max(segment,
+ * alignment), header in its first page, registered in the segment map and
+ * listed in its arena. Freed mappings wait in a small per-arena cache. */
+#ifndef TM_LARGE_H
+#define TM_LARGE_H
+
+#include "error.h"
+#include "types.h"
+
+TM_INLINE uint8_t *tm_large_user(const tm_large_t *large) { return (uint8_t *)large + large->user_offset; }
+
+/* A block of `need` bytes (page-rounded) aligned to `alignment`, from the
+ * arena's cache or a fresh mapping; *clean tells whether it reads as zero. */
+void *tm_large_alloc(tm_arena_t *arena, size_t need, size_t alignment, bool *clean, size_t *usable) TM_HIDDEN;
+/* The header of the large block `p` starts, or NULL with `fault` filled.
+ * The segment map is consulted before any header is read. */
+tm_large_t *tm_large_find(const void *p, tm_fault_t *fault) TM_HIDDEN;
+/* Frees a block found by tm_large_find (fills `fault` on a second free). */
+void tm_large_free(tm_large_t *large, tm_fault_t *fault) TM_HIDDEN;
+/* Resizes in place (shrink, or grow over the following pages) or, when
+ * `may_move`, moves the mapping without copying. Returns the block's new
+ * address and usable size, or NULL (nothing changed). */
+void *tm_large_resize(tm_large_t *large, size_t need, bool may_move, size_t *usable) TM_HIDDEN;
+
+/* Arena lock held: unlinks the cached mappings older than `tick` - 1 (all of
+ * them when `all`), returns them as a list for tm_large_unmap_list. */
+tm_large_t *tm_large_cache_expire(tm_arena_t *arena, uint32_t tick, bool all) TM_HIDDEN;
+/* No lock: unmaps every mapping of the list. Returns the bytes. */
+size_t tm_large_unmap_list(tm_large_t *list) TM_HIDDEN;
+
+#endif

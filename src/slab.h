@@ -1,0 +1,90 @@
+/* slab.h: slabs and their block bitmaps (slab.c), with the owner's inline
+ * fast paths. The owner sets and clears alloc bits with plain loads and
+ * stores; other threads only fetch_or remote bits (tm_slab_free_remote). */
+#ifndef TM_SLAB_H
+#define TM_SLAB_H
+
+#include "error.h"
+#include "segment.h"
+#include "types.h"
+
+/* The padding bits of bitmap word w: blocks past `capacity`, always set. */
+TM_INLINE uint64_t tm_slab_padding(uint32_t capacity, uint32_t w)
+{
+  if (w * 64 + 64 <= capacity) return 0;
+  if (w * 64 >= capacity) return ~0ull;
+  return ~0ull << (capacity - w * 64);
+}
+
+/* Block index of `offset` bytes into the slab (exact for block starts). */
+TM_INLINE uint32_t tm_slab_index(const tm_slab_t *slab, size_t offset)
+{
+  return (uint32_t)(((uint64_t)offset * slab->reciprocal) >> 32);
+}
+
+TM_INLINE uint8_t *tm_slab_block(const tm_slab_t *slab, uint32_t index, uint32_t block_size)
+{
+  return tm_slab_start(slab) + (size_t)index * block_size;
+}
+
+TM_INLINE bool tm_slab_block_live(tm_slab_t *slab, uint32_t index)
+{
+  uint64_t bit = 1ull << (index & 63);
+  return (atomic_load_explicit(&slab->alloc_bits[index >> 6], memory_order_acquire) & bit) &&
+         !(atomic_load_explicit(&slab->remote_bits[index >> 6], memory_order_seq_cst) & bit);
+}
+
+/* Owner only: the lowest free block of the hint word, or NULL when that word
+ * is full or the block carries a remote bit (two frees raced on it): the slow
+ * path (tm_slab_take) handles both. */
+TM_INLINE void *tm_slab_take_fast(tm_slab_t *slab)
+{
+  uint32_t w = slab->hint;
+  uint64_t bits = atomic_load_explicit(&slab->alloc_bits[w], memory_order_relaxed);
+  if (TM_UNLIKELY(bits == ~0ull)) return NULL;
+  unsigned b = (unsigned)__builtin_ctzll(~bits);
+  uint64_t bit = 1ull << b;
+  if (TM_UNLIKELY(atomic_load_explicit(&slab->remote_bits[w], memory_order_seq_cst) & bit)) return NULL;
+  atomic_store_explicit(&slab->alloc_bits[w], bits | bit, memory_order_relaxed);
+  slab->used++;
+  return tm_slab_block(slab, w * 64 + b, atomic_load_explicit(&slab->block_size, memory_order_relaxed));
+}
+
+/* Owner only: frees block `index`. Returns false (nothing changed) when the
+ * block is not live: its alloc bit is clear, or another thread's free of it
+ * is pending. */
+TM_INLINE bool tm_slab_free_local(tm_slab_t *slab, uint32_t index)
+{
+  uint32_t w = index >> 6;
+  uint64_t bit = 1ull << (index & 63);
+  uint64_t bits = atomic_load_explicit(&slab->alloc_bits[w], memory_order_relaxed);
+  if (TM_UNLIKELY(!(bits & bit) || (atomic_load_explicit(&slab->remote_bits[w], memory_order_seq_cst) & bit)))
+    return false;
+  atomic_store_explicit(&slab->alloc_bits[w], bits & ~bit, memory_order_relaxed);
+  if (w < slab->hint) slab->hint = w;
+  slab->used--;
+  return true;
+}
+
+/* Arena lock held: carve a free slot into blocks of class `cls`, owned by `owner`. */
+void tm_slab_carve(tm_slab_t *slab, unsigned cls, tm_heap_t *owner) TM_HIDDEN;
+/* Arena lock held: the slab has no live block; its slot stops being a slab. */
+void tm_slab_uncarve(tm_slab_t *slab) TM_HIDDEN;
+/* Owner: the lowest free block, or NULL when none is left. A remote bit left
+ * over a free block by two racing frees is reported into `faults` and cleared. */
+void *tm_slab_take(tm_slab_t *slab, tm_faults_t *faults) TM_HIDDEN;
+/* Owner: folds other threads' frees into the alloc bits; returns how many. */
+uint32_t tm_slab_merge(tm_slab_t *slab, tm_faults_t *faults) TM_HIDDEN;
+/* Owner: the slab just became full; ask other threads' frees to queue it on
+ * the owner's pending list. Returns the blocks a final merge freed. */
+uint32_t tm_slab_watch(tm_slab_t *slab, tm_faults_t *faults) TM_HIDDEN;
+/* Owner: the slab is no longer full; stop asking (a slab already queued
+ * stays queued). */
+void tm_slab_unwatch(tm_slab_t *slab) TM_HIDDEN;
+/* A free of block `index` by a thread that does not own the slab. `me` is the
+ * caller's heap or NULL. Fills `fault` when the block is not live. */
+void tm_slab_free_remote(tm_slab_t *slab, uint32_t index, void *p, tm_heap_t *me, tm_fault_t *fault) TM_HIDDEN;
+/* Live blocks per the bitmaps (readers other than the owner: exact when quiescent). */
+uint32_t tm_slab_live_count(tm_slab_t *slab) TM_HIDDEN;
+
+#endif
