@@ -58,7 +58,8 @@ static void *tm_alloc(size_t size, size_t alignment, bool zero)
   if (need <= TM_SMALL_MAX && alignment <= TM_PAGE_SIZE)
     cls = alignment == TM_MIN_BLOCK ? tm_size_class(need) : tm_aligned_class(need, alignment);
   if (cls < TM_CLASS_COUNT) {
-    tm_faults_t faults = {.count = 0};
+    tm_faults_t faults;
+  faults.count = 0;
     void *p = tm_heap_alloc_slow(heap, cls, &faults);
     if (TM_UNLIKELY(faults.count)) tm_report_all("free", &faults);
     if (p == NULL) return NULL;
@@ -160,8 +161,10 @@ TM_NOINLINE void tm_free_slow(void *p)
   int saved = errno;
   tm_ptr_t ptr;
   tm_classify(p, &ptr);
-  tm_fault_t fault = {.kind = 0};
-  tm_faults_t faults = {.count = 0};
+  tm_fault_t fault;
+  fault.kind = 0;
+  tm_faults_t faults;
+  faults.count = 0;
   tm_free_classified(p, &ptr, &fault, &faults);
   if (fault.kind) tm_report("free", &fault);
   if (faults.count) tm_report_all("free", &faults);
@@ -170,7 +173,8 @@ TM_NOINLINE void tm_free_slow(void *p)
 
 TM_NOINLINE void tm_free_owner_slow(tm_heap_t *heap, tm_slab_t *slab)
 {
-  tm_faults_t faults = {.count = 0};
+  tm_faults_t faults;
+  faults.count = 0;
   int saved = errno;
   tm_heap_free_slow(heap, slab, &faults);
   if (faults.count) tm_report_all("free", &faults);
@@ -202,7 +206,8 @@ size_t tinymalloc_usable_size(const void *p)
   if (p == NULL) return 0;
   tm_ptr_t ptr;
   tm_classify(p, &ptr);
-  tm_fault_t fault = {.kind = 0};
+  tm_fault_t fault;
+  fault.kind = 0;
   size_t usable = tm_usable_classified(p, &ptr, &fault);
   if (fault.kind) {
     tm_report("usable_size", &fault);
@@ -248,7 +253,8 @@ void *tinyrealloc(void *p, size_t size)
   if (p == NULL) return tinymalloc(size);
   tm_ptr_t ptr;
   tm_classify(p, &ptr);
-  tm_fault_t fault = {.kind = 0};
+  tm_fault_t fault;
+  fault.kind = 0;
   size_t usable = tm_usable_classified(p, &ptr, &fault);
   if (fault.kind) {
     tm_report("realloc", &fault);
@@ -256,7 +262,8 @@ void *tinyrealloc(void *p, size_t size)
     return NULL;
   }
   if (size == 0) {
-    tm_faults_t faults = {.count = 0};
+    tm_faults_t faults;
+  faults.count = 0;
     tm_free_classified(p, &ptr, &fault, &faults);
     if (fault.kind) tm_report("free", &fault);
     if (faults.count) tm_report_all("free", &faults);
@@ -272,7 +279,8 @@ void *tinyrealloc(void *p, size_t size)
   q = tm_alloc(size, 0, false);
   if (q == NULL) return NULL; /* errno is ENOMEM; p is untouched */
   memcpy(q, p, old < size ? old : size);
-  tm_faults_t faults = {.count = 0};
+  tm_faults_t faults;
+  faults.count = 0;
   tm_free_classified(p, &ptr, &fault, &faults);
   if (fault.kind) tm_report("free", &fault);
   if (faults.count) tm_report_all("free", &faults);

@@ -23,14 +23,12 @@ TM_INLINE void *tm_malloc_inline(size_t size)
   if (TM_LIKELY(heap != NULL && size <= TM_SMALL_MAX - TM_TRACK_REDZONE && TM_FEATURES() == 0)) {
     unsigned cls = tm_size_class(size + TM_TRACK_REDZONE);
     tm_slab_t *slab = heap->current[cls];
-    if (TM_LIKELY(slab != NULL)) {
-      void *p = tm_slab_take_fast(slab);
-      if (TM_LIKELY(p != NULL)) {
-        _Atomic size_t *count = &heap->allocs[cls];
-        atomic_store_explicit(count, atomic_load_explicit(count, memory_order_relaxed) + 1, memory_order_relaxed);
-        tm_track_malloc(p, size, tm_class_size[cls], false);
-        return p;
-      }
+    void *p;
+    if (TM_LIKELY(slab != NULL) && TM_LIKELY(tm_slab_take_fast(slab, &p))) {
+      atomic_store_explicit(&heap->allocs[cls], atomic_load_explicit(&heap->allocs[cls], memory_order_relaxed) + 1,
+                            memory_order_relaxed);
+      tm_track_malloc(p, size, tm_class_size[cls], false);
+      return p;
     }
   }
   return tm_malloc_slow(size);
@@ -40,7 +38,7 @@ TM_INLINE void tm_free_inline(void *p)
 {
   uintptr_t a = (uintptr_t)p;
   if (TM_LIKELY(tm_segmap_kind(a) == TM_SEG_ARENA)) {
-    tm_slab_t *slab = &tm_segment_of(p)->slabs[(a & TM_SEGMENT_MASK) >> TM_SLAB_SHIFT];
+    tm_slab_t *slab = tm_slab_of(a);
     tm_heap_t *heap = tm_thread_heap;
     /* A released slot has no owner and no capacity: it fails below. */
     if (TM_LIKELY(atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap && TM_FEATURES() == 0)) {
@@ -49,7 +47,11 @@ TM_INLINE void tm_free_inline(void *p)
       uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_relaxed);
       if (TM_LIKELY(index * size == offset && index < slab->capacity && tm_slab_free_local(slab, index))) {
         tm_track_free(p, size);
-        if (TM_UNLIKELY(slab->used == 0 || slab->flags != 0)) tm_free_owner_slow(heap, slab);
+        /* The current slab may go empty and stay: only a full one, or an
+         * empty one that is not current, needs the slow path. */
+        if (TM_UNLIKELY(slab->flags != 0) ||
+            (TM_UNLIKELY(slab->used == 0) && slab != heap->current[slab->class_index]))
+          tm_free_owner_slow(heap, slab);
         return;
       }
     }

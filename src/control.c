@@ -13,7 +13,8 @@
 size_t tinymalloc_trim(void)
 {
   tm_init();
-  tm_faults_t faults = {.count = 0};
+  tm_faults_t faults;
+  faults.count = 0;
   tm_heap_trim(tm_thread_heap, &faults);
   size_t returned = 0;
   uint32_t count = atomic_load_explicit(&tm_arena_count, memory_order_acquire);

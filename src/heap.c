@@ -309,7 +309,8 @@ tm_heap_t *tm_heap_get_slow(void)
   memset(heap->partial, 0, sizeof heap->partial);
   memset(heap->full, 0, sizeof heap->full);
   heap->empty_kept = 0;
-  tm_faults_t faults = {.count = 0};
+  tm_faults_t faults;
+  faults.count = 0;
   tm_heap_drain(heap, &faults); /* leftovers of the heap's previous thread: all forwarded */
   heap->arena = tm_arena_pick();
   tm_lock(&heap->arena->lock);
@@ -354,7 +355,8 @@ static void tm_heap_thread_exit(void *arg)
 {
   tm_heap_t *heap = arg;
   if (heap == NULL || heap == &tm_dead_heap) return;
-  tm_faults_t faults = {.count = 0};
+  tm_faults_t faults;
+  faults.count = 0;
   tm_heap_drain(heap, &faults);
   tm_slab_t *all = NULL;
   for (unsigned c = 0; c < TM_CLASS_COUNT; c++) {
@@ -440,7 +442,8 @@ void tm_heap_fork_child_finish(void)
   if (me == NULL || me == &tm_dead_heap) return;
   if (me->arena->lost) me->arena = tm_arena_pick();
   me->arena->threads = 1;
-  tm_faults_t faults = {.count = 0};
+  tm_faults_t faults;
+  faults.count = 0;
   for (unsigned c = 0; c < TM_CLASS_COUNT; c++)
     for (tm_slab_t *slab = me->full[c], *next; slab; slab = next) {
       next = slab->next;

@@ -24,8 +24,7 @@ void tm_classify(const void *p, tm_ptr_t *out)
   uint8_t kind = tm_segmap_kind(a);
   out->kind = TM_PTR_INVALID;
   if (kind == TM_SEG_ARENA) {
-    tm_segment_t *seg = tm_segment_of(p);
-    tm_slab_t *slab = &seg->slabs[(a & TM_SEGMENT_MASK) >> TM_SLAB_SHIFT];
+    tm_slab_t *slab = tm_slab_of(a);
     uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_acquire);
     if (size == 0) {
       out->kind = TM_PTR_MEDIUM;

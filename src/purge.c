@@ -42,6 +42,7 @@ static void tm_purge_collect(tm_purge_work_t *work, tm_segment_t *seg, const uin
     tm_bits_set(seg->page_used, i, end - i);
     tm_bits_set(seg->purging, i, end - i);
     seg->used_pages += (uint32_t)(end - i);
+    seg->arena->dirty_pages -= end - i;
     i = end;
   }
 }
@@ -93,8 +94,9 @@ static size_t tm_purge_execute(tm_purge_work_t *work)
   return bytes + tm_large_unmap_list(work->expired);
 }
 
-/* Lock held: the purged pages are free and clean again. */
-static void tm_purge_finish(tm_arena_t *arena, tm_purge_work_t *work)
+/* Lock held: the purged pages are free and clean again. (A fork child whose
+ * parent forked during the madvise keeps them reserved: a small leak.) */
+static void tm_purge_finish(tm_purge_work_t *work)
 {
   for (size_t r = 0; r < work->ranges; r++) {
     tm_segment_t *seg = work->range[r].seg;
@@ -104,7 +106,6 @@ static void tm_purge_finish(tm_arena_t *arena, tm_purge_work_t *work)
     tm_bits_clear(seg->dirty_old, first, pages);
     tm_bits_clear(seg->page_used, first, pages);
     seg->used_pages -= (uint32_t)pages;
-    arena->dirty_pages -= pages;
     if (first < seg->free_hint) seg->free_hint = (uint32_t)first;
   }
 }
@@ -119,7 +120,7 @@ static size_t tm_purge_run_unlock(tm_arena_t *arena, bool all, size_t keep)
     tm_unlock(&arena->lock);
     bytes += tm_purge_execute(&work);
     tm_lock(&arena->lock);
-    tm_purge_finish(arena, &work);
+    tm_purge_finish(&work);
     if (!work.more) break;
   }
   tm_unlock(&arena->lock);

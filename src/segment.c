@@ -13,7 +13,7 @@
 #include "segmap.h"
 #include "track.h"
 
-_Static_assert(TM_META_PAGES < 2 * TM_SLAB_PAGES, "segment header larger than two slab slots");
+_Static_assert(TM_META_PAGES < 3 * TM_SLAB_PAGES, "segment header larger than three slab slots");
 
 tm_segment_t *tm_segment_map(tm_arena_t *arena)
 {
@@ -26,8 +26,10 @@ tm_segment_t *tm_segment_map(tm_arena_t *arena)
   seg->free_hint = seg->meta_pages;
   tm_bits_set(seg->page_used, 0, seg->meta_pages);
   tm_bits_set(seg->dirty, 0, seg->meta_pages);
-  for (size_t slot = 0; slot < TM_SLOTS; slot++)
+  for (size_t slot = 0; slot < TM_SLOTS; slot++) {
     seg->slabs[slot].slot = (uint8_t)slot;
+    seg->slabs[slot].block0 = (uint32_t)((slot << TM_SLAB_SHIFT) - TM_SLABS_OFFSET - slot * TM_SLAB_DESC_SIZE);
+  }
   /* The data pages only: the header pages are never poisoned. */
   tm_track_os_map(tm_page_addr(seg, TM_META_PAGES), TM_SEGMENT_SIZE - TM_META_PAGES * TM_PAGE_SIZE);
   tm_segmap_set((uintptr_t)seg, TM_SEGMENT_SIZE, TM_SEG_ARENA, TM_SEG_ARENA);

@@ -15,9 +15,12 @@ TM_INLINE size_t tm_page_of(const tm_segment_t *seg, const void *p)
   return ((uintptr_t)p - (uintptr_t)seg) >> TM_PAGE_SHIFT;
 }
 TM_INLINE uint8_t *tm_page_addr(tm_segment_t *seg, size_t page) { return (uint8_t *)seg + (page << TM_PAGE_SHIFT); }
-TM_INLINE uint8_t *tm_slab_start(const tm_slab_t *slab)
+TM_INLINE uint8_t *tm_slab_start(const tm_slab_t *slab) { return (uint8_t *)slab + slab->block0; }
+/* The slot descriptor of any address inside an arena segment. */
+TM_INLINE tm_slab_t *tm_slab_of(uintptr_t a)
 {
-  return (uint8_t *)((uintptr_t)slab & ~(uintptr_t)TM_SEGMENT_MASK) + ((size_t)slab->slot << TM_SLAB_SHIFT);
+  return (tm_slab_t *)((a & ~(uintptr_t)TM_SEGMENT_MASK) + TM_SLABS_OFFSET +
+                       ((a >> (TM_SLAB_SHIFT - TM_SLAB_DESC_SHIFT)) & ((TM_SLOTS - 1) << TM_SLAB_DESC_SHIFT)));
 }
 TM_INLINE bool tm_segment_empty(const tm_segment_t *seg) { return seg->used_pages == seg->meta_pages; }
 

@@ -37,17 +37,18 @@ TM_INLINE bool tm_slab_block_live(tm_slab_t *slab, uint32_t index)
 /* Owner only: the lowest free block of the hint word, or NULL when that word
  * is full or the block carries a remote bit (two frees raced on it): the slow
  * path (tm_slab_take) handles both. */
-TM_INLINE void *tm_slab_take_fast(tm_slab_t *slab)
+TM_INLINE bool tm_slab_take_fast(tm_slab_t *slab, void **out)
 {
   uint32_t w = slab->hint;
   uint64_t bits = atomic_load_explicit(&slab->alloc_bits[w], memory_order_relaxed);
-  if (TM_UNLIKELY(bits == ~0ull)) return NULL;
-  unsigned b = (unsigned)__builtin_ctzll(~bits);
-  uint64_t bit = 1ull << b;
-  if (TM_UNLIKELY(atomic_load_explicit(&slab->remote_bits[w], memory_order_seq_cst) & bit)) return NULL;
+  uint64_t bit = ~bits & (bits + 1); /* the lowest clear bit, 0 when the word is full */
+  if (TM_UNLIKELY((bit == 0) | ((atomic_load_explicit(&slab->remote_bits[w], memory_order_seq_cst) & bit) != 0)))
+    return false;
   atomic_store_explicit(&slab->alloc_bits[w], bits | bit, memory_order_relaxed);
   slab->used++;
-  return tm_slab_block(slab, w * 64 + b, atomic_load_explicit(&slab->block_size, memory_order_relaxed));
+  uint32_t index = w * 64 + (uint32_t)__builtin_ctzll(bit);
+  *out = (uint8_t *)slab + slab->block0 + (size_t)index * atomic_load_explicit(&slab->block_size, memory_order_relaxed);
+  return true;
 }
 
 /* Owner only: frees block `index`. Returns false (nothing changed) when the

@@ -50,6 +50,8 @@ typedef struct tm_lock_s {
  * The owner line is read by every free; the remote line and remote_bits are
  * written by other threads and kept off the owner's lines. */
 enum { TM_NOTIFY_IDLE = 0, TM_NOTIFY_WANT = 1, TM_NOTIFY_QUEUED = 2 };
+#define TM_SLAB_DESC_SHIFT 11
+#define TM_SLAB_DESC_SIZE  ((size_t)1 << TM_SLAB_DESC_SHIFT)
 enum { TM_SLAB_FULL = 1, TM_SLAB_EMPTY_KEPT = 2 };
 
 typedef struct tm_slab_s {
@@ -59,6 +61,9 @@ typedef struct tm_slab_s {
   uint32_t capacity;
   uint32_t used;
   uint32_t hint;
+  uint32_t block0; /* first block minus this descriptor's address: derivable from slot,
+                      kept so that the allocation fast path needs one load (an offset,
+                      not a pointer, so no tool scanning metadata mistakes it for one) */
   uint8_t class_index;
   uint8_t slot;  /* position in the segment: the slab starts at segment + slot * 64 KiB */
   uint8_t flags; /* TM_SLAB_FULL, TM_SLAB_EMPTY_KEPT */
@@ -71,7 +76,11 @@ typedef struct tm_slab_s {
   _Atomic(struct tm_slab_s *) pending_next;
   _Atomic uint64_t alloc_bits[TM_SLAB_WORDS] __attribute__((aligned(64)));
   _Atomic uint64_t remote_bits[TM_SLAB_WORDS];
+  /* Pads the descriptor to a power of two: a free finds it with a shift and a mask. */
+  uint8_t unused[TM_SLAB_DESC_SIZE - 128 - 16 * TM_SLAB_WORDS];
 } tm_slab_t;
+
+_Static_assert(sizeof(tm_slab_t) == TM_SLAB_DESC_SIZE, "slab descriptor size");
 
 /* The owner of an abandoned slab: the arena (its lock holder). Never a heap
  * any thread has, so a free never takes the owner's path for it. */
@@ -106,10 +115,11 @@ typedef struct tm_segment_s {
   uint64_t dirty_old[TM_PAGE_WORDS];
   uint64_t purging[TM_PAGE_WORDS];
   uint16_t run_pages[TM_SEGMENT_PAGES];
-  tm_slab_t slabs[TM_SLOTS] __attribute__((aligned(64)));
+  tm_slab_t slabs[TM_SLOTS] __attribute__((aligned(TM_SLAB_DESC_SIZE)));
 } tm_segment_t;
 
 #define TM_META_PAGES ((sizeof(tm_segment_t) + TM_PAGE_SIZE - 1) / TM_PAGE_SIZE)
+#define TM_SLABS_OFFSET ((uintptr_t)offsetof(tm_segment_t, slabs))
 /* The first slot whose pages are all past the header. */
 #define TM_FIRST_SLAB_SLOT ((TM_META_PAGES + TM_SLAB_PAGES - 1) / TM_SLAB_PAGES)
 
