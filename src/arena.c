@@ -20,7 +20,6 @@
 /* Valid before any initialisation: a call from the first constructor works. */
 tm_arena_t tm_arenas[TM_MAX_ARENAS] = {[0 ... TM_MAX_ARENAS - 1] = {.lock = TM_LOCK_INIT}};
 _Atomic uint32_t tm_arena_count;
-tm_heap_t tm_owner_arena;
 
 /* Abandoned slabs that had no free block when last merged: index
  * TM_CLASS_COUNT of no list; kept on abandoned_full (one list per arena). */
@@ -152,8 +151,12 @@ tm_slab_t *tm_arena_get_slab(tm_arena_t *arena, tm_heap_t *heap, unsigned cls, t
  * looks at the abandoned slabs again. */
 static void tm_arena_unlock_after_free(tm_arena_t *arena, tm_faults_t *faults)
 {
-  if (tm_purge_due(arena)) tm_arena_release_abandoned_empty(arena, faults);
-  tm_purge_unlock(arena);
+  if (!tm_purge_due(arena)) {
+    tm_unlock(&arena->lock);
+    return;
+  }
+  tm_arena_release_abandoned_empty(arena, faults);
+  tm_purge_tick_unlock(arena);
 }
 
 bool tm_arena_release_slab(tm_slab_t *slab, tm_faults_t *faults)

@@ -14,7 +14,6 @@
 #define TM_LIKELY(x)   __builtin_expect(!!(x), 1)
 #define TM_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define TM_NOINLINE    __attribute__((noinline))
-#define TM_COLD        __attribute__((cold, noinline))
 #define TM_HIDDEN      __attribute__((visibility("hidden")))
 #define TM_INLINE      static inline __attribute__((always_inline))
 

@@ -144,16 +144,13 @@ static void tm_check_abandoned_list(tm_check_t *chk, tm_slab_t *list, unsigned c
 
 static void tm_check_arena(tm_check_t *chk, tm_arena_t *arena)
 {
-  size_t segments = 0, dirty = 0, runs = 0, runs_bytes = 0;
+  size_t segments = 0, runs = 0, runs_bytes = 0;
   for (tm_segment_t *seg = arena->segments; seg; seg = seg->next) {
     segments++;
     tm_check_segment(chk, arena, seg, &runs_bytes, &runs);
-    for (size_t w = 0; w < TM_PAGE_WORDS; w++)
-      dirty += (size_t)__builtin_popcountll(seg->dirty[w] & ~seg->page_used[w]);
   }
   if (segments != atomic_load_explicit(&arena->segment_count, memory_order_relaxed))
     tm_violation(chk, "arena segment count wrong", arena, segments);
-  if (dirty != arena->dirty_pages) tm_violation(chk, "arena dirty-page count wrong", arena, arena->dirty_pages);
   if (runs != arena->medium_live || runs_bytes != arena->medium_bytes)
     tm_violation(chk, "arena medium counters differ from the page maps", arena, arena->medium_live);
   for (unsigned c = 0; c < TM_CLASS_COUNT; c++)

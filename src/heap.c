@@ -444,9 +444,27 @@ void tm_heap_fork_child_finish(void)
   me->arena->threads = 1;
   tm_faults_t faults;
   faults.count = 0;
-  for (unsigned c = 0; c < TM_CLASS_COUNT; c++)
-    for (tm_slab_t *slab = me->full[c], *next; slab; slab = next) {
-      next = slab->next;
-      tm_heap_settle(me, slab, &faults);
+  for (unsigned c = 0; c < TM_CLASS_COUNT; c++) {
+    /* Slabs in a lost arena are given up: their blocks can still be freed
+     * (as remote frees nobody merges), nothing new comes from them. */
+    tm_slab_t *current = me->current[c];
+    if (current && tm_segment_of(current)->arena->lost) {
+      atomic_store_explicit(&current->owner, TM_OWNER_ARENA, memory_order_relaxed);
+      me->current[c] = NULL;
     }
+    for (int full = 0; full < 2; full++) {
+      tm_slab_t **list = full ? &me->full[c] : &me->partial[c];
+      for (tm_slab_t *slab = *list, *next; slab; slab = next) {
+        next = slab->next;
+        if (tm_segment_of(slab)->arena->lost) {
+          if (slab->flags & TM_SLAB_EMPTY_KEPT) me->empty_kept--;
+          tm_list_remove(list, slab);
+          slab->flags = 0;
+          atomic_store_explicit(&slab->owner, TM_OWNER_ARENA, memory_order_relaxed);
+        } else if (full) {
+          tm_heap_settle(me, slab, &faults);
+        }
+      }
+    }
+  }
 }

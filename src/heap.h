@@ -8,6 +8,10 @@
 #include "lock.h"
 #include "types.h"
 
+/* The calling thread's heap (NULL until its first allocation). The only
+ * initial-exec TLS of the library: one pointer, so that a late dlopen works. */
+extern __thread tm_heap_t *tm_thread_heap __attribute__((tls_model("initial-exec"))) TM_HIDDEN;
+
 /* A thread whose heap was torn down (its TSD destructor ran) points here: no
  * slab is ever owned by it, so its frees take the remote path, and its
  * allocations are served from a shared heap under a lock. */

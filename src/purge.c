@@ -42,7 +42,6 @@ static void tm_purge_collect(tm_purge_work_t *work, tm_segment_t *seg, const uin
     tm_bits_set(seg->page_used, i, end - i);
     tm_bits_set(seg->purging, i, end - i);
     seg->used_pages += (uint32_t)(end - i);
-    seg->arena->dirty_pages -= end - i;
     i = end;
   }
 }
@@ -127,23 +126,30 @@ static size_t tm_purge_run_unlock(tm_arena_t *arena, bool all, size_t keep)
   return bytes;
 }
 
-bool tm_purge_due(const tm_arena_t *arena)
+bool tm_purge_due(tm_arena_t *arena)
 {
   long delay = TM_OPTION(purge_delay_ms);
   if (delay < 0 || arena->lost) return false;
-  return delay == 0 || tm_os_now_ns() - arena->tick_ns >= (uint64_t)delay * 1000000u;
+  if (delay == 0) return true;
+  /* The clock is read at every fourth call: a purge may come a few frees late. */
+  if ((++arena->clock_skip & 3) != 0) return false;
+  return tm_os_now_ns() - arena->tick_ns >= (uint64_t)delay * 1000000u;
 }
 
-void tm_purge_unlock(tm_arena_t *arena)
+void tm_purge_tick_unlock(tm_arena_t *arena)
 {
-  if (!tm_purge_due(arena)) {
-    tm_unlock(&arena->lock);
-    return;
-  }
   long delay = TM_OPTION(purge_delay_ms);
   arena->tick_ns = tm_os_now_ns();
   arena->tick++;
   tm_purge_run_unlock(arena, delay == 0, TM_ARENA_EMPTY_KEEP);
+}
+
+void tm_purge_unlock(tm_arena_t *arena)
+{
+  if (tm_purge_due(arena))
+    tm_purge_tick_unlock(arena);
+  else
+    tm_unlock(&arena->lock);
 }
 
 size_t tm_purge_all_unlock(tm_arena_t *arena)

@@ -8,8 +8,10 @@
 
 #include "types.h"
 
-/* Arena lock held: whether the next tm_purge_unlock will run a tick. */
-bool tm_purge_due(const tm_arena_t *arena) TM_HIDDEN;
+/* Arena lock held: whether a purge tick is due (then tm_purge_tick_unlock). */
+bool tm_purge_due(tm_arena_t *arena) TM_HIDDEN;
+/* Arena lock held on entry, released on return: a purge tick now. */
+void tm_purge_tick_unlock(tm_arena_t *arena) TM_HIDDEN;
 /* Arena lock held on entry, released on return: runs a purge tick first when
  * one is due. Every path that frees pages ends its critical section here. */
 void tm_purge_unlock(tm_arena_t *arena) TM_HIDDEN;

@@ -52,7 +52,6 @@ void tm_segment_attach(tm_arena_t *arena, tm_segment_t *seg)
   if (arena->segments) arena->segments->prev = seg;
   arena->segments = seg;
   atomic_fetch_add_explicit(&arena->segment_count, 1, memory_order_relaxed);
-  arena->dirty_pages += tm_bits_count(seg->dirty, 0, TM_SEGMENT_PAGES) - seg->used_pages;
 }
 
 void tm_segment_detach(tm_segment_t *seg)
@@ -65,17 +64,20 @@ void tm_segment_detach(tm_segment_t *seg)
   if (seg->next) seg->next->prev = seg->prev;
   seg->next = seg->prev = NULL;
   atomic_fetch_sub_explicit(&arena->segment_count, 1, memory_order_relaxed);
-  size_t dirty_free = 0;
-  for (size_t w = 0; w < TM_PAGE_WORDS; w++)
-    dirty_free += (size_t)__builtin_popcountll(seg->dirty[w] & ~seg->page_used[w]);
-  arena->dirty_pages -= dirty_free;
 }
 
 tm_segment_t *tm_segment_find_pages(tm_arena_t *arena, size_t pages, size_t align_pages, size_t *first)
 {
   for (tm_segment_t *seg = arena->segments; seg; seg = seg->next) {
     if (TM_SEGMENT_PAGES - seg->used_pages < pages) continue;
-    size_t from = seg->free_hint & ~(align_pages - 1);
+    size_t hint = seg->free_hint;
+    /* The common case: the run fits right at the first free page. */
+    if (align_pages == 1 && pages < 64 && hint + pages <= TM_SEGMENT_PAGES && (hint & 63) + pages <= 64 &&
+        ((seg->page_used[hint >> 6] >> (hint & 63)) & ((1ull << pages) - 1)) == 0) {
+      *first = hint;
+      return seg;
+    }
+    size_t from = hint & ~(align_pages - 1);
     size_t at = tm_bits_find_clear_run(seg->page_used, TM_SEGMENT_PAGES, from, pages, align_pages);
     if (at != SIZE_MAX) {
       *first = at;
@@ -85,15 +87,36 @@ tm_segment_t *tm_segment_find_pages(tm_arena_t *arena, size_t pages, size_t alig
   return NULL;
 }
 
+/* The bits [first, first + n) that fall in word w. */
+static inline uint64_t tm_page_mask(size_t w, size_t first, size_t n)
+{
+  size_t lo = w * 64 > first ? 0 : first - w * 64;
+  size_t end = first + n, hi = end >= w * 64 + 64 ? 64 : end - w * 64;
+  return (hi == 64 ? ~0ull : (1ull << hi) - 1) & (~0ull << lo);
+}
+
+static inline void tm_take_word(tm_segment_t *seg, size_t w, uint64_t m, uint64_t *dirty)
+{
+  *dirty |= seg->dirty[w] & m;
+  seg->page_used[w] |= m;
+  seg->dirty[w] |= m;
+  seg->dirty_old[w] &= ~m;
+  seg->freed_start[w] &= ~m;
+}
+
+/* One pass over the words of the run updates every page bitmap; a run
+ * inside one word (most medium blocks, every slab) takes one step. */
 void tm_segment_take_pages(tm_segment_t *seg, size_t first, size_t pages, bool *was_clean)
 {
-  size_t dirty = tm_bits_count(seg->dirty, first, pages);
+  uint64_t dirty = 0;
+  size_t w0 = first >> 6, w1 = (first + pages - 1) >> 6;
+  if (w0 == w1 && pages < 64) {
+    tm_take_word(seg, w0, ((1ull << pages) - 1) << (first & 63), &dirty);
+  } else {
+    for (size_t w = w0; w <= w1; w++)
+      tm_take_word(seg, w, tm_page_mask(w, first, pages), &dirty);
+  }
   if (was_clean) *was_clean = dirty == 0;
-  seg->arena->dirty_pages -= dirty;
-  tm_bits_set(seg->page_used, first, pages);
-  tm_bits_set(seg->dirty, first, pages);
-  tm_bits_clear(seg->dirty_old, first, pages);
-  tm_bits_clear(seg->freed_start, first, pages);
   seg->used_pages += (uint32_t)pages;
   seg->empty_ticks = 0;
   if (first == seg->free_hint) seg->free_hint = (uint32_t)tm_bits_next(seg->page_used, TM_SEGMENT_PAGES, first, false);
@@ -101,8 +124,12 @@ void tm_segment_take_pages(tm_segment_t *seg, size_t first, size_t pages, bool *
 
 void tm_segment_give_pages(tm_segment_t *seg, size_t first, size_t pages)
 {
-  tm_bits_clear(seg->page_used, first, pages);
+  size_t w0 = first >> 6, w1 = (first + pages - 1) >> 6;
+  if (w0 == w1 && pages < 64)
+    seg->page_used[w0] &= ~(((1ull << pages) - 1) << (first & 63));
+  else
+    for (size_t w = w0; w <= w1; w++)
+      seg->page_used[w] &= ~tm_page_mask(w, first, pages);
   seg->used_pages -= (uint32_t)pages;
-  seg->arena->dirty_pages += pages;
   if (first < seg->free_hint) seg->free_hint = (uint32_t)first;
 }

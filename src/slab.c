@@ -29,6 +29,8 @@
 #include "slab.h"
 #include "track.h"
 
+tm_heap_t tm_owner_arena;
+
 void tm_slab_carve(tm_slab_t *slab, unsigned cls, tm_heap_t *owner)
 {
   uint32_t size = tm_class_size[cls];

@@ -13,13 +13,13 @@ struct tm_heap_s;
 struct tm_arena_s;
 
 /* ---- Lock ------------------------------------------------------------------
- * A mutex that remembers its holder (a per-thread address), so that a fork
+ * A futex lock that remembers its holder (the thread's id), so that a fork
  * child can tell a lock held by a thread that does not exist there (its data
  * may be torn) from one held by the forking thread itself (a fork from a
  * signal handler: the interrupted code finishes after the handler). holder is
  * set right after locking and cleared right before unlocking. */
 typedef struct tm_lock_s {
-  pthread_mutex_t mutex;
+  _Atomic uint32_t state; /* 0 free, 1 held, 2 held and maybe waited for */
   _Atomic uintptr_t holder;
 } tm_lock_t;
 
@@ -189,9 +189,9 @@ typedef struct tm_arena_s {
   size_t medium_live, medium_bytes, large_live, large_bytes;
   size_t medium_allocs, large_allocs;
   size_t threads;
-  size_t dirty_pages;
-  uint64_t tick_ns; /* time of the last purge tick */
-  uint32_t tick;    /* purge ticks so far */
+  uint64_t tick_ns;    /* time of the last purge tick */
+  uint32_t tick;       /* purge ticks so far */
+  uint32_t clock_skip; /* calls since the clock was last read */
 } __attribute__((aligned(64))) tm_arena_t;
 
 #endif
