@@ -1,0 +1,917 @@
+#!/usr/bin/env python3
+"""bench/run.py: tinymalloc's benchmark runner (python3 standard library only).
+
+    bench/run.py                 the whole suite, 5 runs per workload and allocator,
+                                 plus the callgrind table; writes docs/benchmarks.md
+                                 and docs/benchmarks-suite.svg
+    bench/run.py --quick         one run of each (a smoke pass: timings are rough)
+    bench/run.py --only larson,frag --runs 9
+    bench/run.py --lib /path/to/libtinymalloc-override.so
+    bench/run.py --suite FILE    run another suite described by a JSON file
+                                 (how docs/mimalloc-bench.md is made)
+
+It builds what it needs (tinymalloc's override library with the `release`
+preset into build/bench/tinymalloc, the workloads into build/bench/bin),
+installs the Debian packages of the other allocators when they are missing
+(libjemalloc2, libmimalloc2.0, libtcmalloc-minimal4, and valgrind for the
+instruction counts), then runs every workload under glibc, jemalloc, mimalloc,
+tcmalloc and tinymalloc through LD_PRELOAD, one process at a time, rotating the
+order of the allocators from run to run. Each run goes through bench/tmrun.c,
+which measures the wall time and takes the peak RSS from wait4() (the child's
+own peak, not the runner's). docs/benchmarks.md explains the method.
+"""
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+BUILD = ROOT / "build" / "bench"
+BIN = BUILD / "bin"
+
+ALLOCATORS = ["glibc", "jemalloc", "mimalloc", "tcmalloc", "tinymalloc"]
+# allocator -> (Debian package, library file name)
+PACKAGES = {
+    "jemalloc": ("libjemalloc2", "libjemalloc.so.2"),
+    "mimalloc": ("libmimalloc2.0", "libmimalloc.so.2"),
+    "tcmalloc": ("libtcmalloc-minimal4", "libtcmalloc_minimal.so.4"),
+}
+CFLAGS = ["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-fno-builtin-malloc", "-fno-builtin-calloc",
+          "-fno-builtin-realloc", "-fno-builtin-free"]
+PROGRAMS = ["churn", "larson", "prodcons", "trees", "frag", "medium", "large", "realloc", "aligned"]
+
+# Callgrind: operation -> (argument of bench/ops, label)
+OPS = [
+    ("small", "small pair: `malloc(32)` + `free`"),
+    ("xthread", "cross-thread pair: `malloc(32)` on one thread, `free` on another"),
+    ("medium", "medium pair: `malloc(40960)` + `free`"),
+    ("calloc", "`calloc(16, 8)` + `free`"),
+    ("realloc", "`malloc(32)`, `realloc` to 100, to 1000, `free`"),
+]
+OPS_N = 50000  # runs with N and 2N operations
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def die(msg):
+    log("run.py: " + msg)
+    sys.exit(1)
+
+
+def sh(cmd, nice=10, **kw):
+    """Runs a build command at low priority; its output goes to the terminal."""
+    full = (["nice", "-n", str(nice)] if nice else []) + [str(c) for c in cmd]
+    log("+ " + " ".join(shlex.quote(c) for c in full))
+    subprocess.run(full, check=True, **kw)
+
+
+# ---------------------------------------------------------------- allocators
+
+def multiarch_dirs():
+    dirs = []
+    try:
+        ma = subprocess.run(["gcc", "-print-multiarch"], capture_output=True, text=True).stdout.strip()
+        if ma:
+            dirs.append(Path("/usr/lib") / ma)
+    except OSError:
+        pass
+    dirs += [Path("/usr/lib/x86_64-linux-gnu"), Path("/usr/lib/aarch64-linux-gnu"), Path("/usr/lib64"), Path("/usr/lib")]
+    return dirs
+
+
+def find_lib(name):
+    for d in multiarch_dirs():
+        if (d / name).exists():
+            return d / name
+    return None
+
+
+def apt_install(packages, what):
+    if not packages:
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        log(f"run.py: {what} missing and cannot install it here (needs root and apt-get): {' '.join(packages)}")
+        return
+    cmd = ["apt-get", "install", "-y", "--no-install-recommends"] + packages
+    log(f"run.py: installing {' '.join(packages)} ({what})")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    if subprocess.run(cmd, env=env).returncode != 0:
+        subprocess.run(["apt-get", "update"], env=env)
+        subprocess.run(cmd, env=env)
+
+
+def setup_allocators(wanted, tinylib, install=True):
+    """Returns {allocator: library path or None for glibc}, installing the
+    Debian packages of the others when they are missing."""
+    missing = [PACKAGES[a][0] for a in wanted if a in PACKAGES and find_lib(PACKAGES[a][1]) is None]
+    if missing and install:
+        apt_install(missing, "allocator libraries")
+    libs = {}
+    for a in wanted:
+        if a == "glibc":
+            libs[a] = None
+        elif a == "tinymalloc":
+            libs[a] = tinylib
+        else:
+            path = find_lib(PACKAGES[a][1])
+            if path is None:
+                log(f"run.py: {a} not available ({PACKAGES[a][0]}); skipped")
+                continue
+            libs[a] = path
+    return libs
+
+
+def package_version(pkg):
+    r = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", pkg], capture_output=True, text=True)
+    return r.stdout.strip() if r.returncode == 0 else "?"
+
+
+# ---------------------------------------------------------------- building
+
+def build_tinymalloc(jobs):
+    """The override library with the compile flags of the `release` preset
+    (tests off), in its own binary directory so that it never disturbs
+    build/release."""
+    bdir = BUILD / "tinymalloc"
+    if not (bdir / "CMakeCache.txt").exists():
+        sh(["cmake", "--preset", "release", "-B", bdir, "-DTINYMALLOC_TESTS=OFF"], cwd=ROOT,
+           stdout=subprocess.DEVNULL)
+    sh(["cmake", "--build", bdir, "--target", "tinymalloc_override", "-j", str(jobs)], cwd=ROOT)
+    lib = bdir / "libtinymalloc-override.so"
+    if not lib.exists():
+        die(f"{lib} was not built")
+    return lib
+
+
+def newer(target, sources):
+    return target.exists() and all(target.stat().st_mtime >= s.stat().st_mtime for s in sources)
+
+
+def build_programs():
+    BIN.mkdir(parents=True, exist_ok=True)
+    header = BENCH / "bench.h"
+    for name in PROGRAMS:
+        out, src = BIN / name, BENCH / f"{name}.c"
+        if not newer(out, [src, header]):
+            sh(["gcc"] + CFLAGS + ["-o", out, src])
+    out, src = BIN / "ops", BENCH / "ops.c"
+    if not newer(out, [src]):
+        sh(["gcc", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-pthread", "-fno-builtin", "-o", out, src])
+    out, src = BIN / "tmrun", BENCH / "tmrun.c"
+    if not newer(out, [src]):
+        flags = ["gcc", "-O2", "-Wall", "-Wextra", "-Werror"]
+        try:  # static: the smallest possible image before exec (see tmrun.c)
+            sh(flags + ["-static", "-o", out, src])
+        except subprocess.CalledProcessError:
+            sh(flags + ["-o", out, src])
+    # The gcc workload: a generated source and its object as gcc makes it under glibc.
+    src, ref = BUILD / "cc_input.c", BUILD / "cc_input.ref.o"
+    if not newer(ref, [BENCH / "gen_cc.py"]):
+        sh([sys.executable, BENCH / "gen_cc.py", src])
+        sh(["gcc", "-O2", "-c", src, "-o", ref])
+
+
+def python_for_workload():
+    # The distribution's interpreter (a version manager's `python3` may be a
+    # shell script, and then the shell would be measured too).
+    for p in ("/usr/bin/python3", shutil.which("python3"), sys.executable):
+        if p and Path(p).exists():
+            return str(Path(p).resolve())
+    die("no python3")
+
+
+def own_workloads():
+    py = python_for_workload()
+    b = str(BIN)
+    out = str(BUILD / "tmp" / "cc_input.o")
+    gcc_cmd = 'gcc -O2 -c "$1" -o "$2" && cmp -s "$2" "$3"'
+    return [
+        dict(name="churn-lifo", cmd=[f"{b}/churn", "lifo"],
+             desc="12 M small blocks (16-512 B) in batches of 1000, freed in reverse order"),
+        dict(name="churn-fifo", cmd=[f"{b}/churn", "fifo"],
+             desc="a ring of 20,000 small blocks; 12 M times the oldest is freed and replaced"),
+        dict(name="larson", cmd=[f"{b}/larson"],
+             desc="4 threads replace random blocks (16 B-2 KiB) in arrays of 2000; 10 generations "
+                  "of threads, each taking over another thread's array (10 M replacements)"),
+        dict(name="prodcons", cmd=[f"{b}/prodcons"],
+             desc="2 producer/consumer pairs, 6.1 M blocks (16 B-4 KiB) malloc'd on one thread "
+                  "and freed on the other"),
+        dict(name="trees", cmd=[f"{b}/trees"],
+             desc="binary trees of depth 4-16 built, walked and dropped beside a long-lived one of depth 17"),
+        dict(name="frag", cmd=[f"{b}/frag"], peak_live=True,
+             desc="160 MiB of live objects (16 B-1 MiB, mostly small, every byte written); "
+                  "4 cycles of random frees, regrowth with larger sizes, realloc"),
+        dict(name="medium", cmd=[f"{b}/medium"],
+             desc="100 live blocks of 16 KiB-1 MiB, 100,000 random replacements, every page written"),
+        dict(name="large", cmd=[f"{b}/large"],
+             desc="4 live blocks of 1-32 MiB, 300 random replacements, every page written"),
+        dict(name="realloc", cmd=[f"{b}/realloc"],
+             desc="500 string builders grown by realloc up to 16 KiB (2 M reallocs); one block "
+                  "grown 2 MiB -> 160 MiB in 1 MiB steps"),
+        dict(name="aligned", cmd=[f"{b}/aligned"],
+             desc="1.5 M posix_memalign/aligned_alloc/memalign, alignment 16 B-64 KiB, size 8 B-32 KiB"),
+        dict(name="python", cmd=[py, str(BENCH / "pyload.py")], env={"PYTHONMALLOC": "malloc"},
+             desc=f"`{py} bench/pyload.py` with PYTHONMALLOC=malloc (objects, dicts, json, regex, sort)"),
+        dict(name="gcc", cmd=["sh", "-c", gcc_cmd, "sh", str(BUILD / "cc_input.c"), out,
+                              str(BUILD / "cc_input.ref.o")],
+             desc="`gcc -O2 -c` of a generated 1,900-line C file (bench/gen_cc.py); the object "
+                  "must be byte-identical to the one made under glibc"),
+    ]
+
+
+# ---------------------------------------------------------------- running
+
+def select(items, only, key):
+    if not only:
+        return items
+    pats = [p.strip() for p in only.split(",") if p.strip()]
+
+    def matches(p, name):  # a whole name, or else part of names
+        exact = any(p == key(it) for it in items)
+        return p == name if exact else p in name
+
+    return [it for it in items if any(matches(p, key(it)) for p in pats)]
+
+
+def run_once(w, alloc, lib, timeout, nice):
+    tmp = BUILD / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    res_file = tmp / "result.txt"
+    if res_file.exists():
+        res_file.unlink()
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    env.update(w.get("env", {}))
+    env["TMRUN_PRELOAD"] = str(lib) if lib else ""
+    cmd = ([] if not nice else ["nice", "-n", str(nice)]) + [str(BIN / "tmrun"), str(res_file), str(timeout)] + \
+        [str(c) for c in w["cmd"]]
+    stdin = w.get("stdin") or os.devnull
+    with open(tmp / "stdout.txt", "wb") as so, open(tmp / "stderr.txt", "wb") as se, open(stdin, "rb") as si:
+        subprocess.run(cmd, stdin=si, stdout=so, stderr=se, cwd=w.get("cwd", str(tmp)), env=env)
+    rec = {"ok": False}
+    if res_file.exists():
+        for field in res_file.read_text().split():
+            k, _, v = field.partition("=")
+            rec[k] = float(v) if "." in v else int(v)
+    out = (tmp / "stdout.txt").read_text(errors="replace")
+    err = (tmp / "stderr.txt").read_text(errors="replace")
+    m = re.search(r"^peak_live_bytes (\d+)$", out, re.M)
+    if m:
+        rec["peak_live"] = int(m.group(1))
+    rec["ok"] = rec.get("exit") == 0 and rec.get("signal") == 0 and rec.get("timeout") == 0
+    if rec["ok"] and w.get("time_regex"):
+        # A fixed-time program: its time is derived from the throughput it prints.
+        m = re.search(w["time_regex"], out + "\n" + err, re.M)
+        if m is None or float(m.group(1)) <= 0:
+            rec["ok"], rec["no_score"] = False, True
+        else:
+            v = float(m.group(1))
+            rec["score"] = w["time_num"] / v if w.get("time_num") else v
+    if not rec["ok"]:
+        logs = BUILD / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        stem = f"{w['name']}.{alloc}.{int(time.time())}"
+        (logs / f"{stem}.out").write_text(out)
+        (logs / f"{stem}.err").write_text(err)
+        rec["log"] = str(logs / stem)
+        rec["err_tail"] = err.strip().splitlines()[-3:] if err.strip() else []
+    return rec
+
+
+def describe_failure(rec):
+    if "exit" not in rec:
+        return "no result"
+    if rec.get("no_score"):
+        return "no throughput line"
+    if rec.get("timeout"):
+        return "timeout"
+    if rec.get("signal"):
+        return {6: "SIGABRT", 9: "SIGKILL", 11: "SIGSEGV", 7: "SIGBUS", 4: "SIGILL"}.get(rec["signal"],
+                                                                                         f"signal {rec['signal']}")
+    return f"exit {rec['exit']}"
+
+
+def run_timing(workloads, libs, runs, timeout, nice):
+    allocs = list(libs)
+    results = {w["name"]: {a: [] for a in allocs} for w in workloads}
+    total = len(workloads) * runs * len(allocs)
+    done, t0 = 0, time.monotonic()
+    for w in workloads:
+        for r in range(runs):
+            k = r % len(allocs)
+            for a in allocs[k:] + allocs[:k]:
+                rec = run_once(w, a, libs[a], timeout, nice)
+                results[w["name"]][a].append(rec)
+                done += 1
+                el = time.monotonic() - t0
+                eta = el / done * (total - done)
+                if rec["ok"]:
+                    what = f"{rec['wall']:7.2f} s {rec['maxrss_kb'] / 1024:8.1f} MiB"
+                    if "score" in rec:
+                        what += f"  (time from its throughput: {rec['score']:.3f})"
+                else:
+                    what = f"FAILED ({describe_failure(rec)}; {rec.get('log', '')})"
+                log(f"[{done:4d}/{total}] {w['name']:<16} {a:<10} run {r + 1}/{runs} {what}"
+                    f"   eta {int(eta // 60)}m{int(eta % 60):02d}s")
+    return results
+
+
+def summarize(results):
+    """{workload: {alloc: {wall, cpu, rss_kb, peak_live, fail}}} from the medians."""
+    out = {}
+    for wname, per in results.items():
+        out[wname] = {}
+        for a, recs in per.items():
+            good = [r for r in recs if r["ok"]]
+            bad = [r for r in recs if not r["ok"]]
+            s = {"runs": len(recs), "failed": len(bad)}
+            if bad:
+                s["fail"] = describe_failure(bad[0])
+                s["err_tail"] = bad[0].get("err_tail", [])
+            if good and not bad:
+                s["wall"] = statistics.median(r.get("score", r["wall"]) for r in good)
+                if any("score" in r for r in good):
+                    s["derived"] = True
+                    s["wall_real"] = statistics.median(r["wall"] for r in good)
+                s["cpu"] = statistics.median(r["user"] + r["sys"] for r in good)
+                s["rss_kb"] = statistics.median(r["maxrss_kb"] for r in good)
+                s["minflt"] = statistics.median(r["minflt"] for r in good)
+                s["walls"] = [r["wall"] for r in good]
+                lives = [r["peak_live"] for r in good if "peak_live" in r]
+                if lives:
+                    s["peak_live"] = max(lives)
+            out[wname][a] = s
+    return out
+
+
+# ---------------------------------------------------------------- callgrind
+
+def parse_callgrind(path):
+    """Instructions (Ir) by ELF object: self costs only (the line after a
+    calls= line is the inclusive cost of that call and is skipped)."""
+    names, cur, skip, tot = {}, None, False, {}
+    with open(path) as f:
+        for line in f:
+            if skip:
+                skip = False
+                continue
+            if line.startswith(("ob=", "cob=")):
+                key, _, val = line.rstrip("\n").partition("=")
+                m = re.match(r"\((\d+)\)(?: (.*))?$", val)
+                name = val
+                if m:
+                    if m.group(2):
+                        names[m.group(1)] = m.group(2)
+                    name = names.get(m.group(1), val)
+                if key == "ob":
+                    cur = name
+            elif line.startswith("calls="):
+                skip = True
+            elif line[:1].isdigit() or line[:1] in "+-*":
+                parts = line.split()
+                if len(parts) >= 2:
+                    tot[cur] = tot.get(cur, 0) + int(parts[1])
+    return tot
+
+
+def callgrind_one(kind, n, lib):
+    tmp = BUILD / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    outf = tmp / "callgrind.out"
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    if lib:
+        env["LD_PRELOAD"] = str(lib)
+    # callgrind has no malloc replacement of its own, but Valgrind's core would
+    # still redirect malloc in the main executable and libc to nowhere if a
+    # tool asked for it; nouserintercepts keeps every preloaded malloc in place.
+    # Counts do not depend on the machine's load: always run at low priority.
+    cmd = ["nice", "-n", "10", "valgrind", "--tool=callgrind", f"--callgrind-out-file={outf}", "--soname-synonyms=somalloc=nouserintercepts",
+           str(BIN / "ops"), kind, str(n)]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"valgrind {kind} {n} failed: {r.stderr.strip().splitlines()[-3:]}")
+    return parse_callgrind(outf)
+
+
+def run_callgrind(libs, kinds):
+    if shutil.which("valgrind") is None:
+        apt_install(["valgrind"], "valgrind for the instruction counts")
+    if shutil.which("valgrind") is None:
+        log("run.py: no valgrind; instruction counts skipped")
+        return {}
+    ops_bin = str(BIN / "ops")
+    table = {}
+    total = len(kinds) * len(libs)
+    done = 0
+    for kind, _ in kinds:
+        table[kind] = {}
+        for a, lib in libs.items():
+            done += 1
+            try:
+                c1 = callgrind_one(kind, OPS_N, lib)
+                c2 = callgrind_one(kind, 2 * OPS_N, lib)
+            except RuntimeError as e:
+                log(f"[{done:3d}/{total}] callgrind {kind:<8} {a:<10} FAILED: {e}")
+                table[kind][a] = {"fail": str(e)}
+                continue
+            diff = {ob: c2.get(ob, 0) - c1.get(ob, 0) for ob in set(c1) | set(c2)}
+            alloc_side = sum(v for ob, v in diff.items() if ob != ops_bin) / OPS_N
+            loop = diff.get(ops_bin, 0) / OPS_N
+            # Which object did the work: libc for glibc; for the others the
+            # preloaded library, which includes code callgrind cannot name
+            # ("???": tcmalloc keeps malloc and free in a section of their own).
+            def base(ob):
+                return Path(ob).name if ob else "???"
+
+            system = ("libc.so.6", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1")
+            if lib:
+                in_lib = sum(v for ob, v in diff.items() if ob != ops_bin and base(ob) not in system
+                             and not base(ob).startswith("vgpreload")) / OPS_N
+                where = Path(lib).name
+            else:
+                in_lib = sum(v for ob, v in diff.items() if base(ob) == "libc.so.6") / OPS_N
+                where = "libc"
+            table[kind][a] = {"alloc": alloc_side, "loop": loop, "in_lib": in_lib,
+                              "by_object": {base(ob): v / OPS_N for ob, v in diff.items() if abs(v) >= OPS_N / 10}}
+            if in_lib < 0.5 * alloc_side:
+                table[kind][a]["suspect"] = f"only {in_lib:.0f} of {alloc_side:.0f} instructions in {where}"
+            log(f"[{done:3d}/{total}] callgrind {kind:<8} {a:<10} {alloc_side:8.1f} instructions/op "
+                f"({in_lib:.1f} in {where}, {loop:.1f} in the loop)"
+                + (" SUSPECT: is the preload in effect?" if "suspect" in table[kind][a] else ""))
+    return table
+
+
+# ---------------------------------------------------------------- reporting
+
+def geomean(xs):
+    xs = [x for x in xs if x and x > 0]
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
+
+
+def fmt_ratio(x):
+    return "-" if x is None else f"{x:.2f}x"
+
+
+def git(*args):
+    try:
+        r = subprocess.run(["git", "-C", str(ROOT)] + list(args), capture_output=True, text=True)
+        return r.stdout.strip() if r.returncode == 0 else ""
+    except OSError:
+        return ""
+
+
+def machine_info():
+    cpu = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 1048576:.0f} GiB"
+    except OSError:
+        pass
+    distro = ""
+    try:
+        for line in open("/etc/os-release"):
+            if line.startswith("PRETTY_NAME="):
+                distro = line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    libc = os.confstr("CS_GNU_LIBC_VERSION") if hasattr(os, "confstr") else "?"
+    gcc = subprocess.run(["gcc", "-dumpfullversion"], capture_output=True, text=True).stdout.strip()
+    return (f"{cpu}, {os.cpu_count()} CPUs, {mem} RAM; {distro}, Linux {platform.release()}, "
+            f"{libc}, gcc {gcc}")
+
+
+def allocator_versions(libs):
+    vs = []
+    for a in libs:
+        if a == "glibc":
+            vs.append(f"glibc {os.confstr('CS_GNU_LIBC_VERSION').split()[-1]}")
+        elif a in PACKAGES:
+            vs.append(f"{a} {package_version(PACKAGES[a][0])} (Debian `{PACKAGES[a][0]}`)")
+    return vs
+
+
+def table_metric(summary, workloads, allocs, key, fmt, base_names=("glibc", "mimalloc")):
+    head = "| workload | " + " | ".join(allocs) + " |"
+    lines = [head, "|" + " --- |" * (len(allocs) + 1)]
+    ratios = {b: {a: [] for a in allocs} for b in base_names}
+    for w in workloads:
+        per = summary[w]
+        cells = []
+        for a in allocs:
+            s = per.get(a, {})
+            if key not in s:
+                cells.append(f"**{s.get('fail', 'n/a')}**" if s.get("fail") else "-")
+                continue
+            cell = fmt(s[key])
+            g = per.get("glibc", {}).get(key)
+            if g and a != "glibc":
+                cell += f" ({s[key] / g:.2f}x)"
+            cells.append(cell)
+            for b in base_names:
+                bv = per.get(b, {}).get(key)
+                if bv:
+                    ratios[b][a].append(s[key] / bv)
+        mark = " \\*" if key == "wall" and any(per.get(a, {}).get("derived") for a in allocs) else ""
+        lines.append(f"| {w}{mark} | " + " | ".join(cells) + " |")
+    for b in base_names:
+        if b not in allocs:
+            continue
+        lines.append(f"| **geomean vs {b}** | " + " | ".join(fmt_ratio(geomean(ratios[b][a])) for a in allocs) + " |")
+    return "\n".join(lines), ratios
+
+
+def callgrind_markdown(cg, allocs):
+    lines = ["| operation | " + " | ".join(allocs) + " |", "|" + " --- |" * (len(allocs) + 1)]
+    for kind, label in OPS:
+        if kind not in cg:
+            continue
+        cells = []
+        for a in allocs:
+            c = cg[kind].get(a)
+            if c is None:
+                cells.append("-")
+            elif "fail" in c:
+                cells.append("**failed**")
+            else:
+                cells.append(f"{c['alloc']:.0f}" + (" (?)" if c.get("suspect") else ""))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def svg_escape(s):
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+COLORS = {"glibc": "#7f7f7f", "jemalloc": "#1f77b4", "mimalloc": "#2ca02c", "tcmalloc": "#ff7f0e",
+          "tinymalloc": "#d62728"}
+
+
+def write_svg(path, title, summary, workloads, allocs, runs_note):
+    """Two panels of grouped horizontal bars: wall time and peak RSS as ratios
+    to glibc, on a log2 axis from 1/8x to 8x (longer bars are clipped and
+    labelled)."""
+    panels = [("wall", "median wall time / glibc"), ("rss_kb", "peak RSS / glibc")]
+    allocs = [a for a in allocs if a != "glibc"]  # glibc is the 1x line
+    bar, gap = 7, 10
+    row = bar * len(allocs) + gap
+    left, pw, pgap, top = 120, 330, 60, 84
+    width = left + len(panels) * pw + (len(panels) - 1) * pgap + 20
+    height = top + row * len(workloads) + 40
+    lo, hi = -3.0, 3.0
+
+    def xpos(px0, v):
+        v = min(max(math.log2(v), lo), hi)
+        return px0 + (v - lo) / (hi - lo) * pw
+
+    o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+         f'font-family="DejaVu Sans, Arial, sans-serif" font-size="11">',
+         f'<rect width="{width}" height="{height}" fill="white"/>',
+         f'<text x="{width / 2}" y="18" text-anchor="middle" font-size="14" font-weight="bold">'
+         f'{svg_escape(title)}</text>',
+         f'<text x="{width / 2}" y="34" text-anchor="middle" fill="#555">{svg_escape(runs_note)}</text>']
+    lx = left
+    for a in allocs:
+        o.append(f'<rect x="{lx}" y="44" width="10" height="10" fill="{COLORS.get(a, "#000")}"/>')
+        o.append(f'<text x="{lx + 14}" y="53">{a}</text>')
+        lx += 14 + 8 * len(a) + 16
+    for i, w in enumerate(workloads):
+        y = top + i * row
+        if i % 2 == 1:
+            o.append(f'<rect x="10" y="{y - gap / 2}" width="{width - 30}" height="{row}" '
+                     f'fill="#f4f4f4"/>')
+        o.append(f'<text x="{left - 6}" y="{y + row / 2}" text-anchor="end">{svg_escape(w)}</text>')
+    for p, (key, label) in enumerate(panels):
+        px0 = left + p * (pw + pgap)
+        ybot = top + row * len(workloads) - gap / 2
+        o.append(f'<text x="{px0 + pw / 2}" y="{top - 14}" text-anchor="middle" font-weight="bold">'
+                 f'{svg_escape(label)}</text>')
+        for t in (0.125, 0.25, 0.5, 1, 2, 4, 8):
+            x = xpos(px0, t)
+            o.append(f'<line x1="{x:.1f}" y1="{top - gap / 2}" x2="{x:.1f}" y2="{ybot}" '
+                     f'stroke="{"#000" if t == 1 else "#ccc"}" stroke-width="{1.2 if t == 1 else 0.6}"/>')
+            o.append(f'<text x="{x:.1f}" y="{ybot + 14}" text-anchor="middle">{t:g}x</text>')
+        for i, w in enumerate(workloads):
+            per = summary[w]
+            base = per.get("glibc", {}).get(key)
+            for j, a in enumerate(allocs):
+                y = top + i * row + j * bar
+                s = per.get(a, {})
+                x1 = xpos(px0, 1)
+                if s.get("fail"):
+                    o.append(f'<text x="{x1 + 3}" y="{y + bar}" fill="{COLORS.get(a, "#000")}" '
+                             f'font-size="9">{svg_escape(a)}: {svg_escape(s["fail"])}</text>')
+                    continue
+                if not base or key not in s:
+                    continue
+                r = s[key] / base
+                x2 = xpos(px0, r)
+                xa, xb = min(x1, x2), max(x1, x2)
+                o.append(f'<rect x="{xa:.1f}" y="{y}" width="{max(xb - xa, 1):.1f}" height="{bar - 1}" '
+                         f'fill="{COLORS.get(a, "#000")}"><title>{a} {w}: {r:.2f}x</title></rect>')
+                if r > 2 ** hi or r < 2 ** lo:
+                    o.append(f'<text x="{xb + 2 if r > 1 else xa - 2}" y="{y + bar - 1}" font-size="8" '
+                             f'text-anchor="{"start" if r > 1 else "end"}">{r:.1f}x</text>')
+    o.append("</svg>")
+    Path(path).write_text("\n".join(o) + "\n")
+
+
+METHOD = """\
+## Method
+
+- Every run is one process started by `bench/tmrun` (fork, `LD_PRELOAD` set in the child only, exec,
+  `wait4`). Wall time is measured around it; peak RSS is the child's `ru_maxrss` from `wait4` (for
+  `gcc`, the largest of the driver, `cc1` and `as`). `ru_maxrss` keeps the peak of the image a process
+  replaced with `exec`: tmrun is a small static program, so that floor is small (`/bin/true` reports
+  under 1 MiB), where a child forked by the Python runner itself would start from the runner's peak.
+- The allocators: glibc (no preload) and, through `LD_PRELOAD`, the Debian builds of jemalloc, mimalloc
+  and tcmalloc (minimal), and tinymalloc's `libtinymalloc-override.so` ({tinymalloc}), all with their
+  default options.
+- Runs alternate: for each workload, run 1 goes glibc, jemalloc, mimalloc, tcmalloc, tinymalloc, run 2
+  starts one further along, and so on. One process runs at a time. Tables give the **median** of the runs;
+  a cell that failed in any run shows the failure instead of a number.
+- Ratios: each allocator's median divided by glibc's (in parentheses) and by mimalloc's; the geometric
+  means are over the workloads where both have a result. CPU time is user + system time of the process
+  (and its children): less disturbed than wall time on a shared machine, but it counts every thread.
+- Every workload checks its own results (block contents, counts, sums; the gcc object must be
+  byte-identical to glibc's) and exits non-zero when one is wrong.
+"""
+
+RUNNING = """\
+## Running it
+
+```sh
+bench/run.py                 # everything: 5 runs per workload and allocator, then the callgrind table
+bench/run.py --quick         # one run of each (a smoke pass)
+bench/run.py --runs 9 --only larson,prodcons --alloc glibc,mimalloc,tinymalloc
+bench/run.py --callgrind-only
+bench/run.py --lib build/release/libtinymalloc-override.so --lib-label "my change"
+bench/run.py --report-only --notes notes.md    # rewrite this page from the last run's saved results
+```
+
+Without `--lib`, the runner builds tinymalloc with the `release` preset's flags into `build/bench/tinymalloc`
+(tests off; `build/release` is left alone). A run restricted with `--only`, `--alloc`, `--no-callgrind` or
+`--callgrind-only` writes `build/bench/results.md` instead of this page unless `--out` is given. Raw
+results (every run) are in `build/bench/results.json` and `build/bench/callgrind.json`; stdout and stderr
+of a failed run are kept in `build/bench/logs/`. `--nice N` runs the workloads at a lower priority (builds
+and callgrind always run at nice 10). `--timeout S` (default 300) kills a run that hangs.
+
+`--suite FILE` runs another set of programs the same way (this is how `docs/mimalloc-bench.md` is made).
+The file is JSON: `{"title", "out", "plot", "intro", "workloads": [...]}`, where `out` and `plot` are
+paths relative to the repository and each workload is `{"name", "cmd": [argv...], "desc"}` with optional
+`"cwd"`, `"env": {...}`, `"stdin": path`, and, for a program that runs for a fixed time and prints its
+throughput, `"time_regex"` (its first group is read from stdout or stderr) and `"time_num"` (the time is
+then `time_num / value`; without it the value is the time).
+"""
+
+CALLGRIND_METHOD = """\
+Instructions per operation, from `valgrind --tool=callgrind`: counts, not time, so the machine's load does
+not change them; repeated runs agree to within a few instructions, except where an allocator does work
+driven by the clock (see the caveat). `bench/ops KIND N` keeps 64 blocks of each size it uses live (a
+program's other objects: without them mimalloc empties and retires its page on every free), runs 20,000
+warm-up operations, then N. It runs with N = {n} and 2N; the difference, divided by N, cancels start-up and
+warm-up. The figure counts the instructions executed outside the benchmark program itself, that is in the
+allocator and what it calls (libc's `memcpy` for realloc, `memset` for calloc, system call stubs; not the
+kernel), and leaves out the benchmark's own loop and call sites (13 to 29 instructions per operation).
+Valgrind runs with `--soname-synonyms=somalloc=nouserintercepts` (callgrind replaces no malloc, and this
+keeps every preloaded one in place); the runner checks from the per-object costs that the instructions
+were spent in the preloaded library (or in libc for glibc), and marks a figure "(?)" when not.
+Caveat: time passes about 50 times slower under Valgrind, so clock-driven work (tinymalloc's purge every
+10 ms, jemalloc's and mimalloc's decay) happens more often per operation than natively; jemalloc's medium
+pair, for one, moved by about 3% between two runs.
+"""
+
+
+def write_report(args, out_md, plot, title, intro, workloads, summary, cg, libs, timing_meta, own_suite):
+    allocs = list(libs)
+    wnames = [w["name"] for w in workloads]
+    commit, dirty = timing_meta["commit"], timing_meta["dirty"]
+    tiny = args.lib_label or (f"{args.lib}" if args.lib else
+                              f"built from commit {commit}" + (" with uncommitted changes in src/" if dirty else ""))
+    md = [f"# {title}", "", f"Generated by `{timing_meta['command']}` on {timing_meta['date']}, "
+          f"repository commit {commit}.", "",
+          f"- Machine: {timing_meta['machine']}.",
+          f"- Allocators: " + "; ".join(timing_meta["versions"]) + f"; tinymalloc: {tiny}.",
+          ]
+    if timing_meta.get("runs"):
+        md.append(f"- Runs: {timing_meta['runs']} per workload and allocator; load average "
+                  f"{timing_meta['load_start']} at the start, {timing_meta['load_end']} at the end "
+                  f"(timing took {timing_meta['minutes']:.1f} min).")
+    md.append("")
+    if intro:
+        md += [intro.rstrip(), ""]
+    if args.notes:
+        md += [Path(args.notes).read_text().rstrip(), ""]
+    if summary:
+        md += [f"![time and peak RSS relative to glibc]({os.path.relpath(plot, Path(out_md).parent)})", ""]
+        t, _ = table_metric(summary, wnames, allocs, "wall", lambda v: f"{v:.2f} s")
+        md += ["## Wall time", "", "Median wall time in seconds (ratio to glibc).", "", t, ""]
+        if any(s.get("derived") for per in summary.values() for s in per.values()):
+            md += ["\\* a fixed-time program: the time is derived from the throughput it prints "
+                   "(see the introduction), not its wall time.", ""]
+        t, _ = table_metric(summary, wnames, allocs, "cpu", lambda v: f"{v:.2f} s")
+        md += ["## CPU time", "", "Median user + system time in seconds (ratio to glibc).", "", t, ""]
+        t, _ = table_metric(summary, wnames, allocs, "rss_kb", lambda v: f"{v / 1024:.1f} MiB")
+        md += ["## Peak RSS", "", "Median peak resident set size (ratio to glibc).", "", t, ""]
+        t, _ = table_metric(summary, wnames, allocs, "minflt", lambda v: f"{v / 1000:.0f}k")
+        md += ["## Page faults", "", "Median minor page faults, in thousands (ratio to glibc): each is a page "
+               "touched for the first time, or again after the allocator gave it back to the system.", "", t, ""]
+        live_rows = [w for w in wnames if any("peak_live" in summary[w].get(a, {}) for a in allocs)]
+        for w in live_rows:
+            live = max(summary[w][a]["peak_live"] for a in allocs if "peak_live" in summary[w].get(a, {}))
+            md += [f"### {w}: peak RSS / peak live bytes", "",
+                   f"Peak live bytes (requested sizes): {live / 1048576:.1f} MiB.", "",
+                   "| " + " | ".join(allocs) + " |", "|" + " --- |" * len(allocs),
+                   "| " + " | ".join(f"{summary[w][a]['rss_kb'] * 1024 / live:.2f}x"
+                                     if "rss_kb" in summary[w].get(a, {}) else "-" for a in allocs) + " |", ""]
+        fails = [(w, a, summary[w][a]) for w in wnames for a in allocs if summary[w].get(a, {}).get("fail")]
+        if fails:
+            md += ["## Failures", ""]
+            for w, a, s in fails:
+                tail = " / ".join(s.get("err_tail", [])) or "no output on stderr"
+                md.append(f"- {w} under {a}: {s['fail']} in {s['failed']} of {s['runs']} runs: `{tail}`")
+            md.append("")
+        md += ["## Workloads", ""]
+        for w in workloads:
+            md.append(f"- **{w['name']}**: {w['desc']}")
+        md.append("")
+    if cg:
+        md += ["## Instructions per operation (callgrind)", "", callgrind_markdown(cg, allocs), "",
+               CALLGRIND_METHOD.format(n=OPS_N).rstrip(), ""]
+    if summary:
+        md.append(METHOD.format(tinymalloc=tiny))
+    if own_suite:
+        md.append(RUNNING)
+    Path(out_md).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_md).write_text("\n".join(md).rstrip() + "\n")
+    log(f"run.py: wrote {out_md}")
+
+
+def print_summary(summary, workloads, allocs):
+    if not summary:
+        return
+    wnames = [w["name"] for w in workloads]
+    for key, label in (("wall", "wall time"), ("rss_kb", "peak RSS")):
+        _, ratios = table_metric(summary, wnames, allocs, key, str)
+        for b in ("glibc", "mimalloc"):
+            if b in allocs:
+                log(f"geomean {label} vs {b}: " + ", ".join(f"{a} {fmt_ratio(geomean(ratios[b][a]))}" for a in allocs))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5, help="runs per workload and allocator (default 5)")
+    ap.add_argument("--quick", action="store_true", help="one run each (a smoke pass)")
+    ap.add_argument("--only", help="comma-separated workloads (exact names, else substrings); also filters "
+                                   "the callgrind operations (small, xthread, medium, calloc, realloc)")
+    ap.add_argument("--alloc", help="comma-separated allocators (default: " + ",".join(ALLOCATORS) + ")")
+    ap.add_argument("--lib", help="tinymalloc override library to use instead of building one")
+    ap.add_argument("--lib-label", help="how the report names that library (e.g. a commit)")
+    ap.add_argument("--no-callgrind", action="store_true", help="skip the instruction counts")
+    ap.add_argument("--callgrind-only", action="store_true", help="only the instruction counts")
+    ap.add_argument("--suite", help="JSON file describing another suite (see docs/benchmarks.md)")
+    ap.add_argument("--out", help="markdown report (default docs/benchmarks.md, or build/bench/results.md "
+                                  "for a partial run)")
+    ap.add_argument("--plot", help="SVG plot (default: beside the report)")
+    ap.add_argument("--notes", help="markdown file whose text goes into the report")
+    ap.add_argument("--timeout", type=int, default=300, help="seconds before a run is killed (default 300)")
+    ap.add_argument("--nice", type=int, default=0, help="run the workloads at this nice level (default 0)")
+    ap.add_argument("--jobs", type=int, default=2, help="build jobs (default 2)")
+    ap.add_argument("--no-install", action="store_true", help="never call apt-get")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite the report and plot from the last run's saved results (e.g. with other "
+                         "--notes); with --suite, from the last --suite run")
+    args = ap.parse_args()
+    if args.report_only:
+        last = json.loads((BUILD / ("last-run-suite.json" if args.suite else "last-run.json")).read_text())
+        for k in ("lib", "lib_label"):
+            if getattr(args, k) is None:
+                setattr(args, k, last["args"].get(k))
+        out_md = Path(args.out or last["out_md"])
+        plot = Path(args.plot or last["plot"])
+        if last["summary"]:
+            write_svg(plot, last["title"], last["summary"], [w["name"] for w in last["workloads"]], last["allocs"],
+                      last["runs_note"])
+        write_report(args, out_md, plot, last["title"], last["intro"], last["workloads"], last["summary"],
+                     last["cg"], {a: None for a in last["allocs"]}, last["meta"], last["own_suite"])
+        return 0
+    runs = 1 if args.quick else args.runs
+    if runs < 1:
+        die("--runs must be at least 1")
+
+    suite = None
+    if args.suite:
+        suite = json.loads(Path(args.suite).read_text())
+    wanted = [a.strip() for a in (args.alloc or ",".join(ALLOCATORS)).split(",") if a.strip()]
+    for a in wanted:
+        if a not in ALLOCATORS:
+            die(f"unknown allocator {a!r} (known: {', '.join(ALLOCATORS)})")
+
+    tools = {"gcc": "gcc", "cmake": "cmake", "ninja": "ninja-build"}
+    missing = [pkg for tool, pkg in tools.items() if shutil.which(tool) is None and (tool == "gcc" or not args.lib)]
+    if missing and not args.no_install:
+        apt_install(missing, "build tools")
+    if args.lib:
+        tinylib = Path(args.lib).resolve()
+        if not tinylib.exists():
+            die(f"{tinylib} does not exist")
+    elif "tinymalloc" in wanted:
+        tinylib = build_tinymalloc(args.jobs)
+    else:
+        tinylib = None
+    build_programs()
+    libs = setup_allocators(wanted, tinylib, install=not args.no_install)
+
+    if suite:
+        workloads = suite["workloads"]
+        title = suite.get("title", "Benchmarks")
+        intro = suite.get("intro", "")
+        default_out = ROOT / suite.get("out", "build/bench/suite.md")
+        do_callgrind = False
+    else:
+        workloads = own_workloads()
+        title = "tinymalloc benchmarks"
+        intro = ("The suite of issue 10, run by `bench/run.py` (workloads in `bench/`, written for tinymalloc). "
+                 "Lower is better everywhere.")
+        default_out = ROOT / "docs" / "benchmarks.md"
+        do_callgrind = not args.no_callgrind
+    workloads = select(workloads, args.only, lambda w: w["name"])
+    kinds = select(OPS, args.only, lambda k: k[0]) if do_callgrind else []
+    if args.callgrind_only:
+        workloads = []
+    partial = bool(args.only or args.alloc or args.no_callgrind or args.callgrind_only)
+    out_md = Path(args.out) if args.out else (BUILD / "results.md" if partial and not suite else default_out)
+    if args.plot:
+        plot = Path(args.plot)
+    elif suite and not args.out:
+        plot = ROOT / suite.get("plot", "build/bench/suite.svg")
+    elif out_md.resolve() == (ROOT / "docs" / "benchmarks.md").resolve():
+        plot = ROOT / "docs" / "benchmarks-suite.svg"
+    else:
+        plot = out_md.with_suffix(".svg")
+    if not workloads and not kinds:
+        die("nothing selected")
+
+    command = "bench/run.py" + "".join(" " + shlex.quote(a) for a in sys.argv[1:])
+    meta = {"command": command, "commit": git("rev-parse", "--short", "HEAD") or "?",
+            "dirty": bool(git("status", "--porcelain", "--", "src", "include", "CMakeLists.txt", "cmake")),
+            "date": f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}", "machine": machine_info(),
+            "versions": allocator_versions(libs)}
+    summary = {}
+    if workloads:
+        meta["load_start"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
+        t0 = time.monotonic()
+        log(f"run.py: {len(workloads)} workloads x {len(libs)} allocators x {runs} runs")
+        results = run_timing(workloads, libs, runs, args.timeout, args.nice)
+        meta.update(runs=runs, minutes=(time.monotonic() - t0) / 60,
+                    load_end=" ".join(f"{x:.1f}" for x in os.getloadavg()))
+        summary = summarize(results)
+        BUILD.mkdir(parents=True, exist_ok=True)
+        (BUILD / "results.json").write_text(json.dumps({"results": results, "summary": summary}, indent=1))
+    cg = {}
+    if kinds:
+        cg = run_callgrind(libs, kinds)
+        (BUILD / "callgrind.json").write_text(json.dumps(cg, indent=1))
+    runs_note = f"median of {runs} run{'s' if runs > 1 else ''}; log scale; shorter is better"
+    if summary:
+        write_svg(plot, title, summary, [w["name"] for w in workloads], list(libs), runs_note)
+        log(f"run.py: wrote {plot}")
+    BUILD.mkdir(parents=True, exist_ok=True)
+    (BUILD / ("last-run-suite.json" if suite else "last-run.json")).write_text(json.dumps(
+        {"args": {"lib": args.lib, "lib_label": args.lib_label}, "out_md": str(out_md), "plot": str(plot),
+         "title": title, "intro": intro, "workloads": workloads, "summary": summary, "cg": cg,
+         "allocs": list(libs), "meta": meta, "runs_note": runs_note, "own_suite": not suite}, indent=1))
+    write_report(args, out_md, plot, title, intro, workloads, summary, cg, libs, meta, own_suite=not suite)
+    print_summary(summary, workloads, list(libs))
+    if cg:
+        log(callgrind_markdown(cg, list(libs)))
+    failed = [(w, a) for w in summary for a in summary[w] if summary[w][a].get("fail")]
+    if failed:
+        log("run.py: failures: " + ", ".join(f"{w} under {a}" for w, a in failed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
