@@ -71,7 +71,7 @@ static void *tm_alloc(size_t size, size_t alignment, bool zero)
   void *p;
   size_t usable;
   if (need <= TM_MEDIUM_MAX && alignment <= TM_MEDIUM_ALIGN_MAX) {
-    p = tm_medium_alloc(arena, need, alignment, &clean);
+    p = tm_medium_alloc(heap == &tm_dead_heap ? NULL : heap, arena, need, alignment, &clean);
     usable = (need + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1);
   } else {
     p = tm_large_alloc(arena, need, alignment, &clean, &usable);
@@ -147,7 +147,8 @@ static void tm_free_classified(void *p, const tm_ptr_t *ptr, tm_fault_t *fault, 
       tm_slab_free_remote(slab, ptr->index, p, heap == &tm_dead_heap ? NULL : heap, fault);
     }
   } else if (ptr->kind == TM_PTR_MEDIUM) {
-    tm_medium_free(p, fault);
+    tm_heap_t *heap = tm_thread_heap;
+    tm_medium_free(heap == &tm_dead_heap ? NULL : heap, p, fault);
   } else if (ptr->kind == TM_PTR_LARGE) {
     tm_large_free(ptr->large, fault);
   } else {

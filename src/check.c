@@ -63,8 +63,7 @@ static void tm_check_slab(tm_check_t *chk, tm_segment_t *seg, size_t slot, tm_sl
     tm_violation(chk, "slab owned by no live heap and not abandoned", start, slot);
   uint32_t notify = atomic_load_explicit(&slab->notify, memory_order_relaxed);
   if (notify > TM_NOTIFY_QUEUED) tm_violation(chk, "slab notify state invalid", start, notify);
-  if (tm_bits_count(seg->page_used, slot * TM_SLAB_PAGES, TM_SLAB_PAGES) != TM_SLAB_PAGES ||
-      tm_bits_any(seg->run_start, slot * TM_SLAB_PAGES, TM_SLAB_PAGES))
+  if (tm_bits_count(seg->page_used, slot * TM_SLAB_PAGES, TM_SLAB_PAGES) != TM_SLAB_PAGES)
     tm_violation(chk, "slab pages not marked as slab pages", start, slot);
   uint32_t allocated = 0;
   for (uint32_t w = 0; w < TM_SLAB_WORDS; w++) {
@@ -81,8 +80,15 @@ static void tm_check_slab(tm_check_t *chk, tm_segment_t *seg, size_t slot, tm_sl
 }
 
 static void tm_check_segment(tm_check_t *chk, tm_arena_t *arena, tm_segment_t *seg, size_t *runs_bytes,
-                             size_t *runs)
+                             size_t *runs, size_t *cached_runs)
 {
+  uint64_t run_start[TM_PAGE_WORDS], cached[TM_PAGE_WORDS];
+  for (size_t w = 0; w < TM_PAGE_WORDS; w++) {
+    run_start[w] = atomic_load_explicit(&seg->run_start[w], memory_order_relaxed);
+    cached[w] = atomic_load_explicit(&seg->cached[w], memory_order_relaxed);
+    if (cached[w] & ~run_start[w]) tm_violation(chk, "cached mark on a page that starts no run", seg, w);
+    *cached_runs += (size_t)__builtin_popcountll(cached[w]);
+  }
   if (tm_segmap_kind((uintptr_t)seg) != TM_SEG_ARENA) tm_violation(chk, "segment not in the segment map", seg, 0);
   if (seg->arena != arena) tm_violation(chk, "segment in the wrong arena", seg, tm_arena_index(arena));
   if (seg->meta_pages != TM_META_PAGES) tm_violation(chk, "segment metadata size wrong", seg, seg->meta_pages);
@@ -99,15 +105,16 @@ static void tm_check_segment(tm_check_t *chk, tm_arena_t *arena, tm_segment_t *s
     tm_check_slab(chk, seg, slot, slab);
   }
   for (size_t page = 0; page < TM_SEGMENT_PAGES; page++) {
-    if (!tm_bit_get(seg->run_start, page)) continue;
+    if (!tm_bit_get(run_start, page)) continue;
     medium++;
-    size_t pages = seg->run_pages[page];
+    size_t pages = atomic_load_explicit(&seg->run_pages[page], memory_order_relaxed);
     uint8_t *start = tm_page_addr(seg, page);
     if (pages == 0 || page + pages > TM_SEGMENT_PAGES) {
       tm_violation(chk, "medium run with a bad length", start, pages);
       continue;
     }
-    if (tm_bits_any(covered, page, pages)) tm_violation(chk, "medium run overlaps", start, pages);
+    if (tm_bits_any(covered, page, pages) || tm_bits_any(run_start, page + 1, pages - 1))
+      tm_violation(chk, "medium run overlaps", start, pages);
     tm_bits_set(covered, page, pages);
     *runs += 1;
     *runs_bytes += pages << TM_PAGE_SHIFT;
@@ -142,12 +149,12 @@ static void tm_check_abandoned_list(tm_check_t *chk, tm_slab_t *list, unsigned c
   }
 }
 
-static void tm_check_arena(tm_check_t *chk, tm_arena_t *arena)
+static void tm_check_arena(tm_check_t *chk, tm_arena_t *arena, size_t *cached_runs)
 {
   size_t segments = 0, runs = 0, runs_bytes = 0;
   for (tm_segment_t *seg = arena->segments; seg; seg = seg->next) {
     segments++;
-    tm_check_segment(chk, arena, seg, &runs_bytes, &runs);
+    tm_check_segment(chk, arena, seg, &runs_bytes, &runs, cached_runs);
   }
   if (segments != atomic_load_explicit(&arena->segment_count, memory_order_relaxed))
     tm_violation(chk, "arena segment count wrong", arena, segments);
@@ -179,7 +186,32 @@ static void tm_check_arena(tm_check_t *chk, tm_arena_t *arena)
     tm_violation(chk, "arena large cache counters differ from its list", arena, cached);
 }
 
-/* Owner-side invariants of every live heap's lists. */
+/* Every heap's medium cache (a heap retired by a fork keeps its cache for
+ * the thread that reuses it). */
+static void tm_check_medium_cache(tm_check_t *chk, tm_heap_t *heap, size_t *cached_runs)
+{
+  size_t runs = 0, bytes = 0;
+  for (size_t bin = 0; bin < TM_MEDIUM_CACHE_PAGES; bin++) {
+    for (size_t i = 0; i < heap->medium_cache_count[bin]; i++) {
+      void *p = heap->medium_cache[bin][i];
+      tm_segment_t *seg = tm_segment_of(p);
+      size_t page = tm_page_of(seg, p);
+      uint64_t bit = 1ull << (page & 63);
+      if (tm_segmap_kind((uintptr_t)p) != TM_SEG_ARENA ||
+          !(atomic_load_explicit(&seg->cached[page >> 6], memory_order_relaxed) & bit) ||
+          atomic_load_explicit(&seg->run_pages[page], memory_order_relaxed) != bin + 1)
+        tm_violation(chk, "medium cache entry is not a cached run of its size", p, bin + 1);
+      runs++;
+      bytes += (bin + 1) << TM_PAGE_SHIFT;
+    }
+  }
+  if (runs != atomic_load_explicit(&heap->medium_cached_runs, memory_order_relaxed) ||
+      bytes != atomic_load_explicit(&heap->medium_cached_bytes, memory_order_relaxed))
+    tm_violation(chk, "heap medium cache counters wrong", heap, runs);
+  *cached_runs += runs;
+}
+
+/* Owner-side invariants of a live heap's lists. */
 static void tm_check_heap(tm_check_t *chk, tm_heap_t *heap)
 {
   uint32_t empty = 0;
@@ -212,16 +244,23 @@ int tinymalloc_check(void)
 {
   tm_init();
   tm_check_t chk = {0};
+  size_t heap_cached = 0, marked_cached = 0;
   tm_heap_pool_lock();
-  for (tm_heap_t *heap = tm_heaps_first(); heap; heap = heap->next_all)
+  for (tm_heap_t *heap = tm_heaps_first(); heap; heap = heap->next_all) {
+    tm_check_medium_cache(&chk, heap, &heap_cached);
     if (heap->alive) tm_check_heap(&chk, heap);
+  }
   tm_heap_pool_unlock();
   uint32_t count = tm_arenas_in_use();
+  bool any_lost = false;
   for (uint32_t i = 0; i < count; i++) {
     tm_arena_t *arena = &tm_arenas[i];
     tm_lock(&arena->lock);
-    if (!arena->lost) tm_check_arena(&chk, arena);
+    any_lost |= arena->lost;
+    if (!arena->lost) tm_check_arena(&chk, arena, &marked_cached);
     tm_unlock(&arena->lock);
   }
+  if (!any_lost && heap_cached != marked_cached)
+    tm_violation(&chk, "cached medium runs differ from the heaps' caches", NULL, marked_cached);
   return chk.violations;
 }

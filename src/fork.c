@@ -15,6 +15,7 @@
 #include "heap.h"
 #include "fork.h"
 #include "lock.h"
+#include "medium.h"
 #include "track.h"
 
 static void tm_fork_child(void)
@@ -27,8 +28,13 @@ static void tm_fork_child(void)
     if (tm_lock_repair_in_child(&arena->lock)) arena->lost = true;
   }
   tm_heap_fork_child();
-  for (uint32_t i = 0; i < count; i++)
-    if (!tm_arenas[i].lost && !mine[i]) tm_arena_adopt_orphans(&tm_arenas[i]);
+  tm_heap_t *me = tm_thread_heap == &tm_dead_heap ? NULL : tm_thread_heap;
+  if (me) tm_medium_cache_forget_lost(me);
+  for (uint32_t i = 0; i < count; i++) {
+    if (tm_arenas[i].lost || mine[i]) continue;
+    tm_arena_adopt_orphans(&tm_arenas[i]);
+    tm_medium_fork_child(&tm_arenas[i], me);
+  }
   bool usable = false;
   for (uint32_t i = 0; i < count; i++)
     usable |= !tm_arenas[i].lost;

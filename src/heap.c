@@ -11,6 +11,7 @@
 #include "grace.h"
 #include "heap.h"
 #include "init.h"
+#include "medium.h"
 #include "os.h"
 #include "slab.h"
 
@@ -220,6 +221,7 @@ void tm_heap_free_slow(tm_heap_t *heap, tm_slab_t *slab, tm_faults_t *faults)
 
 static void tm_heap_trim_one(tm_heap_t *heap, tm_faults_t *faults)
 {
+  tm_medium_cache_flush(heap);
   tm_heap_drain(heap, faults);
   for (unsigned c = 0; c < TM_CLASS_COUNT; c++) {
     for (tm_slab_t *slab = heap->full[c], *next; slab; slab = next) {
@@ -357,6 +359,7 @@ static void tm_heap_thread_exit(void *arg)
   if (heap == NULL || heap == &tm_dead_heap) return;
   tm_faults_t faults;
   faults.count = 0;
+  tm_medium_cache_flush(heap);
   tm_heap_drain(heap, &faults);
   tm_slab_t *all = NULL;
   for (unsigned c = 0; c < TM_CLASS_COUNT; c++) {
@@ -409,6 +412,10 @@ void tm_heap_fork_child(void)
     if (heap == me) continue;
     uint32_t e = atomic_load_explicit(&heap->remote_epoch, memory_order_relaxed);
     atomic_store_explicit(&heap->remote_epoch, e + (e & 1), memory_order_relaxed);
+    /* Its medium cache may be torn: the arenas take the runs back (fork.c). */
+    memset(heap->medium_cache_count, 0, sizeof heap->medium_cache_count);
+    atomic_store_explicit(&heap->medium_cached_runs, 0, memory_order_relaxed);
+    atomic_store_explicit(&heap->medium_cached_bytes, 0, memory_order_relaxed);
     if (heap == &tm_orphan_heap || heap == &tm_dead_heap || !heap->alive) continue;
     heap->alive = false;
     if (!pool_torn) { /* its slabs are adopted by the arenas; the heap is reused */

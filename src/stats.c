@@ -57,6 +57,17 @@ static void tm_census_arena(tm_arena_t *arena, tm_census_t *census, tinymalloc_a
   }
 }
 
+/* Medium runs sitting free in heaps' caches are taken in the page maps and
+ * counted live by the arenas: they are taken off here. */
+static void tm_census_uncache(tm_census_t *census)
+{
+  for (tm_heap_t *heap = tm_heaps_first(); heap; heap = heap->next_all) {
+    census->medium_live -= atomic_load_explicit(&heap->medium_cached_runs, memory_order_relaxed);
+    census->medium_bytes -= atomic_load_explicit(&heap->medium_cached_bytes, memory_order_relaxed);
+    census->medium_allocs += atomic_load_explicit(&heap->medium_reuses, memory_order_relaxed);
+  }
+}
+
 static void tm_census_all(tm_census_t *census, tinymalloc_stats_t *out, size_t *resident, size_t *segment_meta)
 {
   memset(census, 0, sizeof *census);
@@ -67,6 +78,7 @@ static void tm_census_all(tm_census_t *census, tinymalloc_stats_t *out, size_t *
     if (!arena->lost) tm_census_arena(arena, census, out ? &out->arenas[i] : NULL, resident, segment_meta);
     tm_unlock(&arena->lock);
   }
+  tm_census_uncache(census);
 }
 
 static void tm_sum_allocs(size_t allocs[TM_CLASS_COUNT])
@@ -76,6 +88,7 @@ static void tm_sum_allocs(size_t allocs[TM_CLASS_COUNT])
     for (unsigned c = 0; c < TM_CLASS_COUNT; c++)
       allocs[c] += atomic_load_explicit(&heap->allocs[c], memory_order_relaxed);
 }
+
 
 static size_t tm_mapped_now(void)
 {

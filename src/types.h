@@ -91,7 +91,13 @@ extern struct tm_heap_s tm_owner_arena TM_HIDDEN;
  * 4 MiB aligned to its size, owned by one arena. Everything but slabs[] is
  * protected by the arena lock. Pages [0, meta_pages) hold this header.
  * - page_used: metadata, slab, medium-run or purge-reserved page;
- * - run_start: first page of a live medium run, run_pages its length;
+ * - run_start: first page of a medium run, run_pages its length; written
+ *   under the lock, read without it (atomics);
+ * - cached: first page of a run that is free but sits in a heap's medium
+ *   cache (still taken in the page map). A run is live iff run_start is set
+ *   and cached is clear. Every free of a run claims it by setting its cached
+ *   bit with fetch_or (a bit already set: freed already); the cache or the
+ *   lock holder clears it again;
  * - freed_start: first page of a freed medium run not reused since (tells a
  *   stale free of a medium block from a wild pointer);
  * - dirty: free page that may hold data (set when taken, cleared by purge);
@@ -109,12 +115,13 @@ typedef struct tm_segment_s {
   uint32_t free_hint; /* no free page below it */
   uint32_t empty_ticks; /* purge ticks seen while empty */
   uint64_t page_used[TM_PAGE_WORDS];
-  uint64_t run_start[TM_PAGE_WORDS];
+  _Atomic uint64_t run_start[TM_PAGE_WORDS];
+  _Atomic uint64_t cached[TM_PAGE_WORDS];
   uint64_t freed_start[TM_PAGE_WORDS];
   uint64_t dirty[TM_PAGE_WORDS];
   uint64_t dirty_old[TM_PAGE_WORDS];
   uint64_t purging[TM_PAGE_WORDS];
-  uint16_t run_pages[TM_SEGMENT_PAGES];
+  _Atomic uint16_t run_pages[TM_SEGMENT_PAGES];
   tm_slab_t slabs[TM_SLOTS] __attribute__((aligned(TM_SLAB_DESC_SIZE)));
 } tm_segment_t;
 
@@ -156,13 +163,24 @@ typedef struct tm_large_s {
  * - pending: slabs queued by other threads' frees (a lock-free stack; pushed
  *   by anyone, taken whole by the owner with exchange);
  * - remote_epoch: odd while this thread is inside a free of another thread's
- *   block (a segment is unmapped only after every odd epoch has moved on).
+ *   block (a segment is unmapped only after every odd epoch has moved on);
+ * - medium_cache: see medium.c.
  * Heaps are never unmapped: a dead heap returns to the pool, counters intact. */
+#define TM_MEDIUM_CACHE_PAGES 32 /* medium runs up to 128 KiB are cached */
+#define TM_MEDIUM_CACHE_DEPTH 2
+#define TM_MEDIUM_CACHE_BYTES ((size_t)1 << 20)
+
 typedef struct tm_heap_s {
   tm_slab_t *current[TM_CLASS_COUNT];
   _Atomic size_t allocs[TM_CLASS_COUNT];
   tm_slab_t *partial[TM_CLASS_COUNT];
   tm_slab_t *full[TM_CLASS_COUNT];
+  /* Freed medium runs of 1..32 pages (by page count), reused without the
+   * arena lock; their cached bits are set. Bounded by TM_MEDIUM_CACHE_BYTES. */
+  void *medium_cache[TM_MEDIUM_CACHE_PAGES][TM_MEDIUM_CACHE_DEPTH];
+  uint8_t medium_cache_count[TM_MEDIUM_CACHE_PAGES];
+  _Atomic size_t medium_cached_runs, medium_cached_bytes; /* owner-written, read by statistics */
+  _Atomic size_t medium_reuses;                            /* allocations served by the cache */
   struct tm_arena_s *arena;
   uint32_t empty_kept;
   bool alive;
