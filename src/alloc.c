@@ -128,24 +128,68 @@ int tinyposix_memalign(void **out, size_t alignment, size_t size)
 
 /* ---- Taking back ---------------------------------------------------------- */
 
+/* A free of block `index` of a carved slab that is not the fast path's: a
+ * block of another thread's (or an abandoned) slab, a double free, or any
+ * free while junk filling is on. */
+static void tm_free_small(tm_slab_t *slab, uint32_t index, void *p, tm_fault_t *fault, tm_faults_t *faults)
+{
+  tm_heap_t *heap = tm_thread_heap;
+  uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_relaxed);
+  if (heap == NULL || atomic_load_explicit(&slab->owner, memory_order_relaxed) != heap) {
+    if (!tm_slab_free_remote(slab, index, p, heap == &tm_dead_heap ? NULL : heap))
+      tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, NULL, size, NULL);
+    return;
+  }
+  if (!tm_slab_free_local(slab, index)) {
+    tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, NULL, size, NULL);
+    return;
+  }
+  if (TM_UNLIKELY(TM_FEATURES() & TM_FEATURE_JUNK)) tm_junk_fill(p, size, TM_JUNK_FREE_BYTE);
+  tm_track_free(p, size);
+  if (slab->used == 0 || slab->flags != 0) tm_heap_free_slow(heap, slab, faults);
+}
+
+/* Reports what a free found, keeping errno. */
+static TM_NOINLINE void tm_free_report(const tm_fault_t *fault, tm_faults_t *faults)
+{
+  int saved = errno;
+  if (fault->kind) tm_report("free", fault);
+  if (faults->count) tm_report_all("free", faults);
+  errno = saved;
+}
+
+/* Everything but a correct free of another thread's block. */
+static TM_NOINLINE void tm_free_small_rare(tm_slab_t *slab, uint32_t index, void *p)
+{
+  tm_fault_t fault;
+  tm_faults_t faults;
+  fault.kind = 0;
+  faults.count = 0;
+  if (atomic_load_explicit(&slab->owner, memory_order_relaxed) != tm_thread_heap)
+    tm_fault_set(&fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, NULL,
+                 atomic_load_explicit(&slab->block_size, memory_order_relaxed), NULL);
+  else
+    tm_free_small(slab, index, p, &fault, &faults);
+  if (fault.kind | faults.count) tm_free_report(&fault, &faults);
+}
+
+/* The common case first: a live block of another thread's slab (or of an
+ * abandoned one: its owner is the arena, never a thread's heap). */
+TM_NOINLINE void tm_free_small_slow(tm_slab_t *slab, uint32_t index, void *p)
+{
+  tm_heap_t *heap = tm_thread_heap;
+  if (TM_LIKELY(atomic_load_explicit(&slab->owner, memory_order_relaxed) != heap) &&
+      TM_LIKELY(tm_slab_free_remote(slab, index, p, heap == &tm_dead_heap ? NULL : heap)))
+    return;
+  tm_free_small_rare(slab, index, p);
+}
+
 /* Frees a classified pointer; a fault is left in `fault`, faults found on the
  * way in `faults`. */
 static void tm_free_classified(void *p, const tm_ptr_t *ptr, tm_fault_t *fault, tm_faults_t *faults)
 {
   if (ptr->kind == TM_PTR_SMALL) {
-    tm_slab_t *slab = ptr->slab;
-    tm_heap_t *heap = tm_thread_heap;
-    if (heap != NULL && atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap) {
-      if (!tm_slab_free_local(slab, ptr->index)) {
-        tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, NULL, ptr->block_size, NULL);
-        return;
-      }
-      if (TM_UNLIKELY(TM_FEATURES() & TM_FEATURE_JUNK)) tm_junk_fill(p, ptr->block_size, TM_JUNK_FREE_BYTE);
-      tm_track_free(p, ptr->block_size);
-      if (slab->used == 0 || slab->flags != 0) tm_heap_free_slow(heap, slab, faults);
-    } else {
-      tm_slab_free_remote(slab, ptr->index, p, heap == &tm_dead_heap ? NULL : heap, fault);
-    }
+    tm_free_small(ptr->slab, ptr->index, p, fault, faults);
   } else if (ptr->kind == TM_PTR_MEDIUM) {
     tm_heap_t *heap = tm_thread_heap;
     tm_medium_free(heap == &tm_dead_heap ? NULL : heap, p, fault);
@@ -159,17 +203,14 @@ static void tm_free_classified(void *p, const tm_ptr_t *ptr, tm_fault_t *fault, 
 TM_NOINLINE void tm_free_slow(void *p)
 {
   if (p == NULL) return;
-  int saved = errno;
   tm_ptr_t ptr;
   tm_classify(p, &ptr);
   tm_fault_t fault;
-  fault.kind = 0;
   tm_faults_t faults;
+  fault.kind = 0;
   faults.count = 0;
   tm_free_classified(p, &ptr, &fault, &faults);
-  if (fault.kind) tm_report("free", &fault);
-  if (faults.count) tm_report_all("free", &faults);
-  errno = saved;
+  if (TM_UNLIKELY(fault.kind | faults.count)) tm_free_report(&fault, &faults);
 }
 
 TM_NOINLINE void tm_free_owner_slow(tm_heap_t *heap, tm_slab_t *slab)

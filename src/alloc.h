@@ -16,6 +16,7 @@
 void *tm_malloc_slow(size_t size) TM_HIDDEN;
 void tm_free_slow(void *p) TM_HIDDEN;
 void tm_free_owner_slow(tm_heap_t *heap, tm_slab_t *slab) TM_HIDDEN;
+void tm_free_small_slow(tm_slab_t *slab, uint32_t index, void *p) TM_HIDDEN;
 
 TM_INLINE void *tm_malloc_inline(size_t size)
 {
@@ -39,13 +40,14 @@ TM_INLINE void tm_free_inline(void *p)
   uintptr_t a = (uintptr_t)p;
   if (TM_LIKELY(tm_segmap_kind(a) == TM_SEG_ARENA)) {
     tm_slab_t *slab = tm_slab_of(a);
-    tm_heap_t *heap = tm_thread_heap;
-    /* A released slot has no owner and no capacity: it fails below. */
-    if (TM_LIKELY(atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap && TM_FEATURES() == 0)) {
-      uint32_t offset = (uint32_t)(a & (TM_SLAB_SIZE - 1));
-      uint32_t index = tm_slab_index(slab, offset);
-      uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_relaxed);
-      if (TM_LIKELY(index * size == offset && index < slab->capacity && tm_slab_free_local(slab, index))) {
+    uint32_t offset = (uint32_t)(a & (TM_SLAB_SIZE - 1));
+    uint32_t index = tm_slab_index(slab, offset);
+    uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_relaxed);
+    /* A block start of a carved slab (a released slot has no capacity). */
+    if (TM_LIKELY(index * size == offset && index < slab->capacity)) {
+      tm_heap_t *heap = tm_thread_heap;
+      if (TM_LIKELY(atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap && TM_FEATURES() == 0 &&
+                    tm_slab_free_local(slab, index))) {
         tm_track_free(p, size);
         /* The current slab may go empty and stay: only a full one, or an
          * empty one that is not current, needs the slow path. */
@@ -54,6 +56,8 @@ TM_INLINE void tm_free_inline(void *p)
           tm_free_owner_slow(heap, slab);
         return;
       }
+      tm_free_small_slow(slab, index, p);
+      return;
     }
   }
   tm_free_slow(p);

@@ -6,6 +6,7 @@
  * that fetch_or and waits until it moves on. Frees of pointers into a
  * segment that is already empty are program bugs racing with the unmap; they
  * are not covered (see the README's limits). */
+#include <errno.h>
 #include <sched.h>
 
 #include "grace.h"
@@ -21,6 +22,7 @@ void tm_grace_register(tm_heap_t *heap)
 
 void tm_grace_wait(void)
 {
+  int saved = errno;
   atomic_thread_fence(memory_order_seq_cst);
   for (tm_heap_t *heap = tm_heaps_first(); heap; heap = heap->next_all) {
     uint32_t e = atomic_load_explicit(&heap->remote_epoch, memory_order_acquire);
@@ -31,4 +33,5 @@ void tm_grace_wait(void)
   }
   while (atomic_load_explicit(&tm_grace_heapless, memory_order_acquire) != 0)
     sched_yield();
+  errno = saved;
 }

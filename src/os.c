@@ -58,35 +58,53 @@ void *tm_os_map_meta(size_t size)
   return p;
 }
 
+/* The calls below run on free paths: a free keeps errno. */
 void tm_os_unmap(void *p, size_t size)
 {
+  int saved = errno;
   tm_track_os_unmap(p, size);
   munmap(p, size);
+  errno = saved;
   atomic_fetch_sub_explicit(&tm_os_mapped, size, memory_order_relaxed);
   atomic_fetch_add_explicit(&tm_os_unmapped, size, memory_order_relaxed);
 }
 
 void tm_os_purge(void *p, size_t size)
 {
+  int saved = errno;
   tm_track_os_purge(p, size);
   madvise(p, size, MADV_DONTNEED);
+  errno = saved;
   atomic_fetch_add_explicit(&tm_os_purged, size, memory_order_relaxed);
 }
 
 bool tm_os_grow_in_place(void *base, size_t old_size, size_t new_size)
 {
   if (!tm_os_fits_segmap((uintptr_t)base, new_size)) return false;
-  if (mremap(base, old_size, new_size, 0) == MAP_FAILED) return false;
+  int saved = errno;
+  void *moved = mremap(base, old_size, new_size, 0);
+  errno = saved;
+  if (moved == MAP_FAILED) return false;
   tm_os_account_map(new_size - old_size);
   tm_track_os_map((uint8_t *)base + old_size, new_size - old_size);
   return true;
 }
+
+static void *tm_os_move_pages(void *base, size_t old_size, size_t new_size, size_t alignment);
 
 /* Reserves an aligned destination first (PROT_NONE), then lets the kernel
  * move the pages there: no copy, whatever the size. */
 void *tm_os_move(void *base, size_t old_size, size_t new_size, size_t alignment)
 {
   if (new_size > TM_MAX_REQUEST || alignment > TM_MAX_REQUEST - new_size) return NULL;
+  int saved = errno;
+  void *moved = tm_os_move_pages(base, old_size, new_size, alignment);
+  errno = saved;
+  return moved;
+}
+
+static void *tm_os_move_pages(void *base, size_t old_size, size_t new_size, size_t alignment)
+{
   size_t over = new_size + alignment;
   uint8_t *raw = mmap(NULL, over, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (raw == MAP_FAILED) return NULL;

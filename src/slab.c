@@ -134,7 +134,7 @@ void tm_slab_unwatch(tm_slab_t *slab)
 }
 
 /* The first remote bit of a word of a watched slab queues it for its owner. */
-static void tm_slab_notify(tm_slab_t *slab)
+void tm_slab_notify(tm_slab_t *slab)
 {
   if (atomic_load_explicit(&slab->notify, memory_order_seq_cst) != TM_NOTIFY_WANT) return;
   uint32_t want = TM_NOTIFY_WANT;
@@ -152,30 +152,6 @@ static void tm_slab_notify(tm_slab_t *slab)
     atomic_store_explicit(&slab->pending_next, head, memory_order_relaxed);
   } while (!atomic_compare_exchange_weak_explicit(&owner->pending, &head, slab, memory_order_release,
                                                   memory_order_relaxed));
-}
-
-void tm_slab_free_remote(tm_slab_t *slab, uint32_t index, void *p, tm_heap_t *me, tm_fault_t *fault)
-{
-  uint32_t w = index >> 6;
-  uint64_t bit = 1ull << (index & 63);
-  uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_relaxed);
-  /* Already free, or freed by another thread and not merged yet: the tools'
-   * hooks must not see a second free of it. */
-  if (!tm_slab_block_live(slab, index)) {
-    tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, NULL, size, NULL);
-    return;
-  }
-  if (TM_UNLIKELY(TM_FEATURES() & TM_FEATURE_JUNK)) tm_junk_fill(p, size, TM_JUNK_FREE_BYTE);
-  tm_track_free(p, size);
-  tm_grace_enter(me);
-  uint64_t before = atomic_fetch_or_explicit(&slab->remote_bits[w], bit, memory_order_seq_cst);
-  if (TM_UNLIKELY(before & bit)) {
-    tm_grace_exit(me);
-    tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, NULL, size, NULL);
-    return;
-  }
-  if (before == 0) tm_slab_notify(slab);
-  tm_grace_exit(me);
 }
 
 uint32_t tm_slab_live_count(tm_slab_t *slab)

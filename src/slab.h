@@ -5,7 +5,10 @@
 #define TM_SLAB_H
 
 #include "error.h"
+#include "grace.h"
+#include "options.h"
 #include "segment.h"
+#include "track.h"
 #include "types.h"
 
 /* The padding bits of bitmap word w: blocks past `capacity`, always set. */
@@ -82,9 +85,28 @@ uint32_t tm_slab_watch(tm_slab_t *slab, tm_faults_t *faults) TM_HIDDEN;
 /* Owner: the slab is no longer full; stop asking (a slab already queued
  * stays queued). */
 void tm_slab_unwatch(tm_slab_t *slab) TM_HIDDEN;
-/* A free of block `index` by a thread that does not own the slab. `me` is the
- * caller's heap or NULL. Fills `fault` when the block is not live. */
-void tm_slab_free_remote(tm_slab_t *slab, uint32_t index, void *p, tm_heap_t *me, tm_fault_t *fault) TM_HIDDEN;
+/* A remote bit was set in an empty word: queue the slab if its owner asked. */
+void tm_slab_notify(tm_slab_t *slab) TM_HIDDEN;
+
+/* A free of block `index` by a thread that does not own the slab (see
+ * slab.c for why this decides exactly). `me` is the caller's heap or NULL.
+ * False (nothing changed) when the block is not live: a double free. */
+TM_INLINE bool tm_slab_free_remote(tm_slab_t *slab, uint32_t index, void *p, tm_heap_t *me)
+{
+  uint32_t w = index >> 6;
+  uint64_t bit = 1ull << (index & 63);
+  /* Already free, or freed by another thread and not merged yet: the tools'
+   * hooks must not see a second free of it. */
+  if (TM_UNLIKELY(!tm_slab_block_live(slab, index))) return false;
+  if (TM_UNLIKELY(TM_FEATURES() & TM_FEATURE_JUNK))
+    tm_junk_fill(p, atomic_load_explicit(&slab->block_size, memory_order_relaxed), TM_JUNK_FREE_BYTE);
+  tm_track_free(p, atomic_load_explicit(&slab->block_size, memory_order_relaxed));
+  tm_grace_enter(me);
+  uint64_t before = atomic_fetch_or_explicit(&slab->remote_bits[w], bit, memory_order_seq_cst);
+  if (before == 0) tm_slab_notify(slab);
+  tm_grace_exit(me);
+  return (before & bit) == 0;
+}
 /* Live blocks per the bitmaps (readers other than the owner: exact when quiescent). */
 uint32_t tm_slab_live_count(tm_slab_t *slab) TM_HIDDEN;
 
