@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # fuzz/oss-fuzz-build.sh: the OSS-Fuzz / ClusterFuzzLite build script. Uses
 # their conventions ($CC, $CFLAGS, $LIB_FUZZING_ENGINE, $OUT, optional $SRC
-# and $WORK) to build fuzz_<harness> for every harness, and puts next to each
+# and $WORK; $CXX and $CXXFLAGS, by default clang++ and $CFLAGS, link the
+# targets, as OSS-Fuzz requires even of C projects since its engine libraries
+# are C++) to build fuzz_<harness> for every harness, and puts next to each
 # target its dictionary, options and seed corpus zip. Test it locally with
 # ci/fuzz-tests.sh (which sets the variables as that infrastructure does).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-: "${CC:=clang}" "${CFLAGS:=}" "${LIB_FUZZING_ENGINE:=-fsanitize=fuzzer}"
+: "${CC:=clang}" "${CFLAGS:=}" "${LIB_FUZZING_ENGINE:=-fsanitize=fuzzer}" "${CXX:=clang++}" "${CXXFLAGS:=$CFLAGS}"
 : "${OUT:?OUT must name the output directory}"
 work=${WORK:-$(mktemp -d)}
 mkdir -p "$OUT" "$work/tinymalloc-objs"
@@ -34,7 +36,7 @@ for h in ops threads misuse; do
     $CC $CFLAGS -std=c11 "${hdefs[@]}" -Wall -I"$root/include" -I"$root/fuzz" -c "$root/fuzz/$f" -o "$o"
     hobjs+=("$o")
   done
-  $CC $CFLAGS $LIB_FUZZING_ENGINE "${hobjs[@]}" "${objs[@]}" -lpthread -o "$OUT/fuzz_$h"
+  $CXX $CXXFLAGS $LIB_FUZZING_ENGINE "${hobjs[@]}" "${objs[@]}" -lpthread -o "$OUT/fuzz_$h"
   cp "$root/fuzz/$h.dict" "$OUT/fuzz_$h.dict"
   printf '[libfuzzer]\nmax_len = 4096\ndict = fuzz_%s.dict\n' "$h" >"$OUT/fuzz_$h.options"
   rm -f "$OUT/fuzz_${h}_seed_corpus.zip"
