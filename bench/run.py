@@ -21,7 +21,9 @@ which measures the wall time and takes the peak RSS from wait4() (the child's
 own peak, not the runner's). docs/benchmarks.md explains the method.
 """
 import argparse
+import atexit
 import datetime
+import fcntl
 import json
 import math
 import os
@@ -196,7 +198,7 @@ def python_for_workload():
 def own_workloads():
     py = python_for_workload()
     b = str(BIN)
-    out = str(BUILD / "tmp" / "cc_input.o")
+    out = "{tmp}/cc_input.o"  # {tmp}: this runner's own scratch directory
     gcc_cmd = 'gcc -O2 -c "$1" -o "$2" && cmp -s "$2" "$3"'
     return [
         dict(name="churn-lifo", cmd=[f"{b}/churn", "lifo"],
@@ -246,9 +248,15 @@ def select(items, only, key):
     return [it for it in items if any(matches(p, key(it)) for p in pats)]
 
 
-def run_once(w, alloc, lib, timeout, nice):
-    tmp = BUILD / "tmp"
+def scratch():
+    """This process's scratch directory (two runners never share files)."""
+    tmp = BUILD / "tmp" / str(os.getpid())
     tmp.mkdir(parents=True, exist_ok=True)
+    return tmp
+
+
+def run_once(w, alloc, lib, timeout, nice):
+    tmp = scratch()
     res_file = tmp / "result.txt"
     if res_file.exists():
         res_file.unlink()
@@ -257,7 +265,7 @@ def run_once(w, alloc, lib, timeout, nice):
     env.update(w.get("env", {}))
     env["TMRUN_PRELOAD"] = str(lib) if lib else ""
     cmd = ([] if not nice else ["nice", "-n", str(nice)]) + [str(BIN / "tmrun"), str(res_file), str(timeout)] + \
-        [str(c) for c in w["cmd"]]
+        [str(c).replace("{tmp}", str(tmp)) for c in w["cmd"]]
     stdin = w.get("stdin") or os.devnull
     with open(tmp / "stdout.txt", "wb") as so, open(tmp / "stderr.txt", "wb") as se, open(stdin, "rb") as si:
         subprocess.run(cmd, stdin=si, stdout=so, stderr=se, cwd=w.get("cwd", str(tmp)), env=env)
@@ -388,8 +396,7 @@ def parse_callgrind(path):
 
 
 def callgrind_one(kind, n, lib):
-    tmp = BUILD / "tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
+    tmp = scratch()
     outf = tmp / "callgrind.out"
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
@@ -525,7 +532,7 @@ def table_metric(summary, workloads, allocs, key, fmt, base_names=("glibc", "mim
             if key not in s:
                 cells.append(f"**{s.get('fail', 'n/a')}**" if s.get("fail") else "-")
                 continue
-            cell = fmt(s[key])
+            cell = f"{s[key]:.2f}" if key == "wall" and s.get("derived") else fmt(s[key])
             g = per.get("glibc", {}).get(key)
             if g and a != "glibc":
                 cell += f" ({s[key] / g:.2f}x)"
@@ -676,12 +683,14 @@ Without `--lib`, the runner builds tinymalloc with the `release` preset's flags 
 `--callgrind-only` writes `build/bench/results.md` instead of this page unless `--out` is given. Raw
 results (every run) are in `build/bench/results.json` and `build/bench/callgrind.json`; stdout and stderr
 of a failed run are kept in `build/bench/logs/`. `--nice N` runs the workloads at a lower priority (builds
-and callgrind always run at nice 10). `--timeout S` (default 300) kills a run that hangs.
+and callgrind always run at nice 10). `--timeout S` (default 300) kills a run that hangs. Only one runner
+measures at a time in a checkout: a second one waits for the first (`build/bench/run.lock`).
 
 `--suite FILE` runs another set of programs the same way (this is how `docs/mimalloc-bench.md` is made).
 The file is JSON: `{"title", "out", "plot", "intro", "workloads": [...]}`, where `out` and `plot` are
 paths relative to the repository and each workload is `{"name", "cmd": [argv...], "desc"}` with optional
-`"cwd"`, `"env": {...}`, `"stdin": path`, and, for a program that runs for a fixed time and prints its
+`"cwd"`, `"env": {...}`, `"stdin": path` (`{tmp}` in an argument is replaced by the runner's scratch
+directory), and, for a program that runs for a fixed time and prints its
 throughput, `"time_regex"` (its first group is read from stdout or stderr) and `"time_num"` (the time is
 then `time_num / value`; without it the value is the time).
 """
@@ -735,9 +744,9 @@ def write_report(args, out_md, plot, title, intro, workloads, summary, cg, libs,
         md += ["## CPU time", "", "Median user + system time in seconds (ratio to glibc).", "", t, ""]
         t, _ = table_metric(summary, wnames, allocs, "rss_kb", lambda v: f"{v / 1024:.1f} MiB")
         md += ["## Peak RSS", "", "Median peak resident set size (ratio to glibc).", "", t, ""]
-        t, _ = table_metric(summary, wnames, allocs, "minflt", lambda v: f"{v / 1000:.0f}k")
-        md += ["## Page faults", "", "Median minor page faults, in thousands (ratio to glibc): each is a page "
-               "touched for the first time, or again after the allocator gave it back to the system.", "", t, ""]
+        t, _ = table_metric(summary, wnames, allocs, "minflt", lambda v: f"{v:.0f}" if v < 10000 else f"{v / 1000:.0f}k")
+        md += ["## Page faults", "", "Median minor page faults (ratio to glibc): each is a page touched for the "
+               "first time, or touched again after the allocator gave it back to the system.", "", t, ""]
         live_rows = [w for w in wnames if any("peak_live" in summary[w].get(a, {}) for a in allocs)]
         for w in live_rows:
             live = max(summary[w][a]["peak_live"] for a in allocs if "peak_live" in summary[w].get(a, {}))
@@ -780,6 +789,27 @@ def print_summary(summary, workloads, allocs):
                 log(f"geomean {label} vs {b}: " + ", ".join(f"{a} {fmt_ratio(geomean(ratios[b][a]))}" for a in allocs))
 
 
+_lock = None
+
+
+def lock_runner():
+    """One runner at a time in a checkout: two would measure each other."""
+    global _lock
+    BUILD.mkdir(parents=True, exist_ok=True)
+    _lock = open(BUILD / "run.lock", "a+")
+    try:
+        fcntl.flock(_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        _lock.seek(0)
+        log(f"run.py: another bench/run.py is running here ({_lock.read().strip() or '?'}); waiting for it")
+        fcntl.flock(_lock, fcntl.LOCK_EX)
+    _lock.seek(0)
+    _lock.truncate()
+    _lock.write(f"pid {os.getpid()}, started {time.strftime('%H:%M:%S')}\n")
+    _lock.flush()
+    atexit.register(lambda: shutil.rmtree(BUILD / "tmp" / str(os.getpid()), ignore_errors=True))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5, help="runs per workload and allocator (default 5)")
@@ -811,12 +841,14 @@ def main():
                 setattr(args, k, last["args"].get(k))
         out_md = Path(args.out or last["out_md"])
         plot = Path(args.plot or last["plot"])
-        if last["summary"]:
-            write_svg(plot, last["title"], last["summary"], [w["name"] for w in last["workloads"]], last["allocs"],
+        summary = summarize(last["results"]) if last["results"] else {}
+        if summary:
+            write_svg(plot, last["title"], summary, [w["name"] for w in last["workloads"]], last["allocs"],
                       last["runs_note"])
-        write_report(args, out_md, plot, last["title"], last["intro"], last["workloads"], last["summary"],
+        write_report(args, out_md, plot, last["title"], last["intro"], last["workloads"], summary,
                      last["cg"], {a: None for a in last["allocs"]}, last["meta"], last["own_suite"])
         return 0
+    lock_runner()
     runs = 1 if args.quick else args.runs
     if runs < 1:
         die("--runs must be at least 1")
@@ -879,7 +911,7 @@ def main():
             "dirty": bool(git("status", "--porcelain", "--", "src", "include", "CMakeLists.txt", "cmake")),
             "date": f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}", "machine": machine_info(),
             "versions": allocator_versions(libs)}
-    summary = {}
+    summary, results = {}, {}
     if workloads:
         meta["load_start"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
         t0 = time.monotonic()
@@ -901,7 +933,7 @@ def main():
     BUILD.mkdir(parents=True, exist_ok=True)
     (BUILD / ("last-run-suite.json" if suite else "last-run.json")).write_text(json.dumps(
         {"args": {"lib": args.lib, "lib_label": args.lib_label}, "out_md": str(out_md), "plot": str(plot),
-         "title": title, "intro": intro, "workloads": workloads, "summary": summary, "cg": cg,
+         "title": title, "intro": intro, "workloads": workloads, "results": results, "cg": cg,
          "allocs": list(libs), "meta": meta, "runs_note": runs_note, "own_suite": not suite}, indent=1))
     write_report(args, out_md, plot, title, intro, workloads, summary, cg, libs, meta, own_suite=not suite)
     print_summary(summary, workloads, list(libs))
