@@ -13,8 +13,9 @@ target_compile_definitions(tm_override_objects PRIVATE _GNU_SOURCE ${TM_TRACK_DE
 
 add_library(tinymalloc_override SHARED $<TARGET_OBJECTS:tm_objects> $<TARGET_OBJECTS:tm_override_objects>)
 set_target_properties(tinymalloc_override PROPERTIES OUTPUT_NAME tinymalloc-override)
-target_include_directories(tinymalloc_override PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include)
+target_include_directories(tinymalloc_override PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>)
 target_link_libraries(tinymalloc_override PUBLIC Threads::Threads)
+tm_public_name(tinymalloc_override override)
 # nodelete: blocks handed out must outlive a dlclose of the library.
 # -Bsymbolic-functions: malloc -> tinymalloc is a direct call, not a PLT hop.
 # --no-undefined: a missing core symbol is a link error, not a load failure
@@ -27,9 +28,8 @@ endif()
 add_library(tinymalloc_override_static STATIC $<TARGET_OBJECTS:tm_objects>
                                               $<TARGET_OBJECTS:tm_override_objects>)
 set_target_properties(tinymalloc_override_static PROPERTIES OUTPUT_NAME tinymalloc-override)
-target_include_directories(tinymalloc_override_static PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include)
+target_include_directories(tinymalloc_override_static PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>)
 target_link_libraries(tinymalloc_override_static PUBLIC Threads::Threads)
-
-include(GNUInstallDirs)
-install(TARGETS tinymalloc_override tinymalloc_override_static
-        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+tm_public_name(tinymalloc_override_static override_static)
+# Installed (and exported as tinymalloc::override, tinymalloc::override_static)
+# by cmake/install.cmake.

@@ -7,6 +7,19 @@
 #ifndef TINYMALLOC_H
 #define TINYMALLOC_H
 
+/* ---- Version -------------------------------------------------------------
+ * The release this header belongs to. CMakeLists.txt refuses to configure
+ * when these differ from its project(VERSION), so the header, the shared
+ * library's version, the CMake package version and the pkg-config Version
+ * always agree. TINYMALLOC_VERSION is one comparable number:
+ *   #if TINYMALLOC_VERSION >= 100 (0.1.0 or later) */
+#define TINYMALLOC_VERSION_MAJOR  0
+#define TINYMALLOC_VERSION_MINOR  1
+#define TINYMALLOC_VERSION_PATCH  0
+#define TINYMALLOC_VERSION_STRING "0.1.0"
+#define TINYMALLOC_VERSION                                                                                             \
+  (TINYMALLOC_VERSION_MAJOR * 10000 + TINYMALLOC_VERSION_MINOR * 100 + TINYMALLOC_VERSION_PATCH)
+
 #include <stddef.h>
 #include <stdint.h>
 
