@@ -662,6 +662,9 @@ METHOD = """\
 - Ratios: each allocator's median divided by glibc's (in parentheses) and by mimalloc's; the geometric
   means are over the workloads where both have a result. CPU time is user + system time of the process
   (and its children): less disturbed than wall time on a shared machine, but it counts every thread.
+"""
+
+SELF_CHECK = """\
 - Every workload checks its own results (block contents, counts, sums; the gcc object must be
   byte-identical to glibc's) and exits non-zero when one is wrong.
 """
@@ -764,13 +767,18 @@ def write_report(args, out_md, plot, title, intro, workloads, summary, cg, libs,
             md.append("")
         md += ["## Workloads", ""]
         for w in workloads:
-            md.append(f"- **{w['name']}**: {w['desc']}")
+            if own_suite:
+                md.append(f"- **{w['name']}**: {w['desc']}")
+            else:  # another suite: say exactly what ran
+                argv = " ".join(Path(str(c)).name if str(c).startswith("/") else str(c) for c in w["cmd"])
+                stdin = f" < {Path(w['stdin']).name}" if w.get("stdin") else ""
+                md.append(f"- **{w['name']}**: `{argv}{stdin}`: {w.get('desc', '')}")
         md.append("")
     if cg:
         md += ["## Instructions per operation (callgrind)", "", callgrind_markdown(cg, allocs), "",
                CALLGRIND_METHOD.format(n=OPS_N).rstrip(), ""]
     if summary:
-        md.append(METHOD.format(tinymalloc=tiny))
+        md.append(METHOD.format(tinymalloc=tiny) + (SELF_CHECK if own_suite else ""))
     if own_suite:
         md.append(RUNNING)
     Path(out_md).parent.mkdir(parents=True, exist_ok=True)
