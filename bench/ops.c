@@ -5,8 +5,9 @@
  *
  *   ops small   N   malloc(32) + free
  *   ops xthread N   malloc(32) on the main thread, free on a second thread,
- *                   handed over in batches of 1000 (two semaphore waits per
- *                   batch: under 0.01 instruction per pair on top)
+ *                   handed over in batches of 1000 (a semaphore post and
+ *                   wait each way per batch: about 0.2 instruction per pair
+ *                   on top, measured with mimalloc)
  *   ops medium  N   malloc(40960) + free
  *   ops calloc  N   calloc(16, 8) + free
  *   ops realloc N   malloc(32), realloc to 100, realloc to 1000, free
