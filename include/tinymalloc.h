@@ -139,9 +139,9 @@ typedef struct tinymalloc_stats_s {
 TINYMALLOC_API int tinymalloc_stats(tinymalloc_stats_t *out);
 
 /* The cheap subset of the statistics, for callers that ask often (a fuzz
- * harness after every input, a test after every step): no system call, no
- * walk over mappings or slabs; the cost grows with the number of threads that
- * ever allocated, not with the heap. Exact when other threads are quiescent. */
+ * harness after every input, a test after every step): no system call and
+ * no mincore; it counts live blocks from the slab bitmaps (a few
+ * microseconds per hundred slabs). Exact when other threads are quiescent. */
 typedef struct tinymalloc_counters_s {
   size_t live_blocks;  /* as in tinymalloc_stats_t */
   size_t live_bytes;   /* as in tinymalloc_stats_t */
@@ -162,14 +162,20 @@ typedef enum tinymalloc_error_kind_e {
   TINYMALLOC_ERROR_DOUBLE_FREE = 1,  /* the block is already free */
   TINYMALLOC_ERROR_INVALID_FREE = 2, /* not a pointer tinymalloc handed out */
   TINYMALLOC_ERROR_INTERIOR = 3,     /* points inside a block, not at its start */
-  TINYMALLOC_ERROR_CORRUPTION = 4    /* metadata inconsistency found at run time */
+  TINYMALLOC_ERROR_CORRUPTION = 4,   /* metadata inconsistency found at run time */
+  TINYMALLOC_ERROR_HEAP_OVERFLOW = 5,   /* detection mode: bytes past the request were written */
+  TINYMALLOC_ERROR_WRITE_AFTER_FREE = 6 /* detection mode: a freed block was written */
 } tinymalloc_error_kind_t;
 
 /* Called instead of abort() after the one-line report was written (when
  * TINYMALLOC_SHOW_ERRORS is on, the default). `op` is "free", "realloc" or
- * "usable_size"; `message` is the report line without the newline. If the
- * handler returns, the offending operation does nothing (free ignores the
- * pointer, realloc returns NULL with errno = EINVAL, usable_size returns 0). */
+ * "usable_size" (and "malloc" for a write after free found when a block is
+ * handed out again in detection mode); `message` is the report line without
+ * the newline. If the handler returns, the offending operation does nothing
+ * (free ignores the pointer, realloc returns NULL with errno = EINVAL,
+ * usable_size returns 0); a heap overflow or a write after free is reported
+ * and the operation goes on. The handler runs with no tinymalloc lock held:
+ * it may allocate and free. */
 typedef void (*tinymalloc_error_handler_t)(tinymalloc_error_kind_t kind, const char *op, void *ptr, const char *message,
                                            void *arg);
 
@@ -182,9 +188,11 @@ TINYMALLOC_API tinymalloc_error_handler_t tinymalloc_set_error_handler(tinymallo
 /* Options are read once at initialisation from TINYMALLOC_<NAME> environment
  * variables (TINYMALLOC_PURGE_DELAY_MS=50) and can be changed later here.
  * Names are case-insensitive: "verbose", "show_stats", "show_errors", "junk",
- * "purge_delay_ms", "arenas". Setting returns 0, or -1 with errno = EINVAL for
- * an unknown name or a value out of range, or EBUSY for "arenas" once any
- * thread has allocated (the arena count is fixed from then on). */
+ * "purge_delay_ms", "arenas", "detect", "quarantine_count",
+ * "quarantine_bytes", "zero_on_free" (the README's table says what each
+ * does). Setting returns 0, or -1 with errno = EINVAL for an unknown name or
+ * a value out of range, or EBUSY for "arenas" once any thread has allocated
+ * (the arena count is fixed from then on). */
 TINYMALLOC_API int tinymalloc_option_set(const char *name, long value);
 /* Returns the value, or -1 with errno = EINVAL for an unknown name. */
 TINYMALLOC_API long tinymalloc_option_get(const char *name);

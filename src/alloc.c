@@ -12,6 +12,8 @@
 #include "large.h"
 #include "medium.h"
 #include "ptr.h"
+#include "quarantine.h"
+#include "detect.h"
 #include "stats.h"
 
 /* ---- Process start and exit ------------------------------------------------ */
@@ -31,19 +33,34 @@ __attribute__((destructor)) static void tm_at_exit(void) { tm_stats_at_exit(); }
 
 /* ---- Handing out -------------------------------------------------------- */
 
-static void *tm_handed_out(void *p, size_t requested, size_t usable, bool zero, bool clean)
+typedef enum { TM_OUT_SMALL, TM_OUT_MEDIUM, TM_OUT_LARGE } tm_out_kind_t;
+
+static void *tm_handed_out(void *p, size_t requested, size_t usable, bool zero, bool clean, tm_out_kind_t kind)
 {
+  uint32_t features = TM_FEATURES();
+  if (TM_UNLIKELY(features & TM_FEATURE_DETECT)) {
+    tm_faults_t faults;
+    faults.count = 0;
+    if (kind == TM_OUT_SMALL)
+      tm_detect_small_out(p, requested, usable, &faults);
+    else if (kind == TM_OUT_MEDIUM)
+      tm_detect_medium_out(p, requested, usable, &faults);
+    else
+      tm_detect_large_out(p, requested, usable);
+    if (faults.count) tm_report_all("malloc", &faults);
+    features &= ~(uint32_t)TM_FEATURE_JUNK; /* the canary and fill are the junk now */
+  }
   tm_track_malloc(p, requested, usable, zero && clean);
   if (zero && !clean)
     memset(p, 0, requested);
-  else if (!zero && TM_UNLIKELY(TM_FEATURES() & TM_FEATURE_JUNK))
+  else if (!zero && TM_UNLIKELY(features & TM_FEATURE_JUNK))
     memset(p, TM_JUNK_ALLOC_BYTE, requested);
   return p;
 }
 
 /* Every request that is not "small, default alignment, current slab has a
  * block". `need` is what the block must hold: the request plus, in tracked
- * builds, the redzone. */
+ * builds, the redzone, in detection mode the canary's slack. */
 static void *tm_alloc(size_t size, size_t alignment, bool zero)
 {
   if (TM_UNLIKELY(size > TM_MAX_REQUEST)) {
@@ -52,18 +69,19 @@ static void *tm_alloc(size_t size, size_t alignment, bool zero)
   }
   tm_heap_t *heap = tm_heap_get();
   if (heap == NULL) return NULL;
-  size_t need = size + TM_TRACK_REDZONE;
+  bool detect = (TM_FEATURES() & TM_FEATURE_DETECT) != 0;
+  size_t need = size + TM_TRACK_REDZONE + (detect ? TM_DETECT_SLACK : 0);
   if (alignment < TM_MIN_BLOCK) alignment = TM_MIN_BLOCK;
   unsigned cls = TM_CLASS_COUNT;
   if (need <= TM_SMALL_MAX && alignment <= TM_PAGE_SIZE)
     cls = alignment == TM_MIN_BLOCK ? tm_size_class(need) : tm_aligned_class(need, alignment);
   if (cls < TM_CLASS_COUNT) {
     tm_faults_t faults;
-  faults.count = 0;
+    faults.count = 0;
     void *p = tm_heap_alloc_slow(heap, cls, &faults);
     if (TM_UNLIKELY(faults.count)) tm_report_all("free", &faults);
     if (p == NULL) return NULL;
-    return tm_handed_out(p, size, tm_class_size[cls], zero, false);
+    return tm_handed_out(p, size, tm_class_size[cls], zero, false, TM_OUT_SMALL);
   }
   if (need == 0) need = 1; /* a page run or mapping of zero pages would not be unique */
   tm_arena_t *arena = tm_heap_arena(heap);
@@ -73,11 +91,15 @@ static void *tm_alloc(size_t size, size_t alignment, bool zero)
   if (need <= TM_MEDIUM_MAX && alignment <= TM_MEDIUM_ALIGN_MAX) {
     p = tm_medium_alloc(heap == &tm_dead_heap ? NULL : heap, arena, need, alignment, &clean);
     usable = (need + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1);
-  } else {
-    p = tm_large_alloc(arena, need, alignment, &clean, &usable);
+    if (p == NULL) return NULL;
+    return tm_handed_out(p, size, usable, zero, clean, TM_OUT_MEDIUM);
   }
+  /* Detection mode: a plainly aligned block ends against a guard page (no
+   * slack: an overflow past the request faults, to within 16 bytes). */
+  bool guard = detect && alignment == TM_MIN_BLOCK;
+  p = tm_large_alloc(arena, guard ? size + TM_TRACK_REDZONE : need, guard ? 0 : alignment, &clean, &usable);
   if (p == NULL) return NULL;
-  return tm_handed_out(p, size, usable, zero, clean);
+  return tm_handed_out(p, size, usable, zero, clean, TM_OUT_LARGE);
 }
 
 TM_NOINLINE void *tm_malloc_slow(size_t size) { return tm_alloc(size, 0, false); }
@@ -129,12 +151,27 @@ int tinyposix_memalign(void **out, size_t alignment, size_t size)
 /* ---- Taking back ---------------------------------------------------------- */
 
 /* A free of block `index` of a carved slab that is not the fast path's: a
- * block of another thread's (or an abandoned) slab, a double free, or any
- * free while junk filling is on. */
+ * block of another thread's (or an abandoned) slab while an option is on, a
+ * double free, or any free in detection mode or with junk or zero filling. */
 static void tm_free_small(tm_slab_t *slab, uint32_t index, void *p, tm_fault_t *fault, tm_faults_t *faults)
 {
   tm_heap_t *heap = tm_thread_heap;
   uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_relaxed);
+  uint32_t features = TM_FEATURES();
+  if (!tm_slab_block_live(slab, index) || tm_slab_block_held(slab, index)) {
+    tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, NULL, size, NULL);
+    return;
+  }
+  if (features & TM_FEATURE_DETECT) {
+    tm_ptr_t ptr = {.kind = TM_PTR_SMALL, .slab = slab, .index = index, .block_size = size};
+    tm_detect_free(p, &ptr, heap == &tm_dead_heap ? NULL : heap, fault, faults);
+    return;
+  }
+  /* Filled while still ours: after the free another thread may take it. */
+  if (features & TM_FEATURE_ZERO)
+    tm_junk_fill(p, size, 0);
+  else if (features & TM_FEATURE_JUNK)
+    tm_junk_fill(p, size, TM_JUNK_FREE_BYTE);
   if (heap == NULL || atomic_load_explicit(&slab->owner, memory_order_relaxed) != heap) {
     if (!tm_slab_free_remote(slab, index, p, heap == &tm_dead_heap ? NULL : heap))
       tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, NULL, size, NULL);
@@ -144,7 +181,6 @@ static void tm_free_small(tm_slab_t *slab, uint32_t index, void *p, tm_fault_t *
     tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, NULL, size, NULL);
     return;
   }
-  if (TM_UNLIKELY(TM_FEATURES() & TM_FEATURE_JUNK)) tm_junk_fill(p, size, TM_JUNK_FREE_BYTE);
   tm_track_free(p, size);
   if (slab->used == 0 || slab->flags != 0) tm_heap_free_slow(heap, slab, faults);
 }
@@ -165,11 +201,7 @@ static TM_NOINLINE void tm_free_small_rare(tm_slab_t *slab, uint32_t index, void
   tm_faults_t faults;
   fault.kind = 0;
   faults.count = 0;
-  if (atomic_load_explicit(&slab->owner, memory_order_relaxed) != tm_thread_heap)
-    tm_fault_set(&fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, NULL,
-                 atomic_load_explicit(&slab->block_size, memory_order_relaxed), NULL);
-  else
-    tm_free_small(slab, index, p, &fault, &faults);
+  tm_free_small(slab, index, p, &fault, &faults);
   if (fault.kind | faults.count) tm_free_report(&fault, &faults);
 }
 
@@ -178,7 +210,7 @@ static TM_NOINLINE void tm_free_small_rare(tm_slab_t *slab, uint32_t index, void
 TM_NOINLINE void tm_free_small_slow(tm_slab_t *slab, uint32_t index, void *p)
 {
   tm_heap_t *heap = tm_thread_heap;
-  if (TM_LIKELY(atomic_load_explicit(&slab->owner, memory_order_relaxed) != heap) &&
+  if (TM_LIKELY(atomic_load_explicit(&slab->owner, memory_order_relaxed) != heap && TM_FEATURES() == 0) &&
       TM_LIKELY(tm_slab_free_remote(slab, index, p, heap == &tm_dead_heap ? NULL : heap)))
     return;
   tm_free_small_rare(slab, index, p);
@@ -188,7 +220,10 @@ TM_NOINLINE void tm_free_small_slow(tm_slab_t *slab, uint32_t index, void *p)
  * way in `faults`. */
 static void tm_free_classified(void *p, const tm_ptr_t *ptr, tm_fault_t *fault, tm_faults_t *faults)
 {
-  if (ptr->kind == TM_PTR_SMALL) {
+  if (TM_UNLIKELY(TM_FEATURES() & TM_FEATURE_DETECT) && ptr->kind != TM_PTR_SMALL) {
+    tm_heap_t *heap = tm_thread_heap;
+    tm_detect_free(p, ptr, heap == &tm_dead_heap ? NULL : heap, fault, faults);
+  } else if (ptr->kind == TM_PTR_SMALL) {
     tm_free_small(ptr->slab, ptr->index, p, fault, faults);
   } else if (ptr->kind == TM_PTR_MEDIUM) {
     tm_heap_t *heap = tm_thread_heap;
@@ -229,7 +264,8 @@ void tinyfree(void *p) { tm_free_inline(p); }
 static size_t tm_usable_classified(const void *p, const tm_ptr_t *ptr, tm_fault_t *fault)
 {
   if (ptr->kind == TM_PTR_SMALL) {
-    if (tm_slab_block_live(ptr->slab, ptr->index)) return ptr->block_size;
+    if (tm_slab_block_live(ptr->slab, ptr->index) && !tm_slab_block_held(ptr->slab, ptr->index))
+      return ptr->block_size;
     tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, NULL, ptr->block_size, NULL);
     return 0;
   }
@@ -241,6 +277,17 @@ static size_t tm_usable_classified(const void *p, const tm_ptr_t *ptr, tm_fault_
   }
   *fault = ptr->fault;
   return 0;
+}
+
+/* What the program may use of a live block: the requested size where the
+ * tools or the detection mode guard the rest, else all of it. */
+static size_t tm_program_size(const void *p, const tm_ptr_t *ptr, size_t usable)
+{
+  if (TM_UNLIKELY(TM_FEATURES() & TM_FEATURE_DETECT)) {
+    size_t requested = tm_detect_requested(p, ptr);
+    if (requested != SIZE_MAX) return requested;
+  }
+  return tm_track_usable_size(p, usable);
 }
 
 size_t tinymalloc_usable_size(const void *p)
@@ -255,7 +302,7 @@ size_t tinymalloc_usable_size(const void *p)
     tm_report("usable_size", &fault);
     return 0;
   }
-  return tm_track_usable_size(p, usable);
+  return tm_program_size(p, &ptr, usable);
 }
 
 /* ---- Resizing --------------------------------------------------------------- */
@@ -266,6 +313,8 @@ size_t tinymalloc_usable_size(const void *p)
  * we return: such a shrink is tracked before it happens. */
 static void *tm_realloc_in_place(void *p, const tm_ptr_t *ptr, size_t usable, size_t size)
 {
+  /* Detection mode moves every block: the free of the old one checks it. */
+  if (TM_UNLIKELY(TM_FEATURES() & TM_FEATURE_DETECT)) return NULL;
   size_t old = tm_track_usable_size(p, usable);
   size_t need = size + TM_TRACK_REDZONE;
   if (ptr->kind == TM_PTR_SMALL) {
@@ -315,7 +364,7 @@ void *tinyrealloc(void *p, size_t size)
     errno = ENOMEM;
     return NULL;
   }
-  size_t old = tm_track_usable_size(p, usable);
+  size_t old = tm_program_size(p, &ptr, usable);
   void *q = tm_realloc_in_place(p, &ptr, usable, size);
   if (q) return q;
   q = tm_alloc(size, 0, false);

@@ -77,6 +77,8 @@ static const char *tm_fault_phrase(tinymalloc_error_kind_t kind, const char *op)
   if (kind == TINYMALLOC_ERROR_DOUBLE_FREE)
     return is_free ? "double free of " : is_realloc ? "realloc of freed block " : "usable_size of freed block ";
   if (kind == TINYMALLOC_ERROR_CORRUPTION) return "heap corruption at ";
+  if (kind == TINYMALLOC_ERROR_HEAP_OVERFLOW) return "heap overflow of block ";
+  if (kind == TINYMALLOC_ERROR_WRITE_AFTER_FREE) return "write after free of block ";
   return is_free ? "invalid free of " : is_realloc ? "invalid realloc of " : "invalid usable_size of ";
 }
 
@@ -97,7 +99,20 @@ void tm_report(const char *op, const tm_fault_t *f)
   tm_line_str(&line, tm_fault_phrase(f->kind, op));
   tm_line_num(&line, (uintptr_t)f->p, true);
   tm_line_str(&line, " (");
-  if (f->block_start != NULL) {
+  if (f->kind == TINYMALLOC_ERROR_HEAP_OVERFLOW) {
+    tm_line_num(&line, f->block_size, false);
+    tm_line_str(&line, " bytes requested; byte ");
+    tm_line_num(&line, f->offset, false);
+    tm_line_str(&line, " overwritten, found by ");
+    tm_line_str(&line, op);
+  } else if (f->kind == TINYMALLOC_ERROR_WRITE_AFTER_FREE) {
+    tm_line_str(&line, "block of ");
+    tm_line_num(&line, f->block_size, false);
+    tm_line_str(&line, " bytes; byte ");
+    tm_line_num(&line, f->offset, false);
+    tm_line_str(&line, " changed while it was free, found when it ");
+    tm_line_str(&line, f->detail ? f->detail : "left the quarantine");
+  } else if (f->block_start != NULL) {
     tm_line_str(&line, "interior pointer: ");
     tm_line_num(&line, (uint64_t)((const uint8_t *)f->p - (const uint8_t *)f->block_start), false);
     tm_line_str(&line, " bytes into the block of ");

@@ -11,8 +11,9 @@ typedef struct tm_fault_s {
   tinymalloc_error_kind_t kind; /* 0: no fault */
   const void *p;                /* the pointer the program passed */
   const char *detail;           /* what was wrong, or NULL */
-  size_t block_size;            /* the block concerned (0: none) */
+  size_t block_size;            /* the block concerned (0: none); requested bytes for an overflow */
   const void *block_start;      /* interior pointer: the block it points into */
+  size_t offset;                /* overflow, write after free: the first byte found changed */
 } tm_fault_t;
 
 /* Faults found on the way (two racing frees found when merging); a few are
@@ -31,6 +32,7 @@ TM_INLINE void tm_fault_set(tm_fault_t *f, tinymalloc_error_kind_t kind, const v
   f->detail = detail;
   f->block_size = block_size;
   f->block_start = block_start;
+  f->offset = 0;
 }
 
 TM_INLINE void tm_faults_add(tm_faults_t *faults, tinymalloc_error_kind_t kind, const void *p, const char *detail,

@@ -12,6 +12,7 @@
 #include "heap.h"
 #include "init.h"
 #include "medium.h"
+#include "quarantine.h"
 #include "os.h"
 #include "slab.h"
 
@@ -221,6 +222,7 @@ void tm_heap_free_slow(tm_heap_t *heap, tm_slab_t *slab, tm_faults_t *faults)
 
 static void tm_heap_trim_one(tm_heap_t *heap, tm_faults_t *faults)
 {
+  tm_detect_flush(heap, faults);
   tm_medium_cache_flush(heap);
   tm_heap_drain(heap, faults);
   for (unsigned c = 0; c < TM_CLASS_COUNT; c++) {
@@ -251,13 +253,11 @@ static void tm_heap_trim_one(tm_heap_t *heap, tm_faults_t *faults)
 
 void tm_heap_trim(tm_heap_t *heap, tm_faults_t *faults)
 {
-  if (heap == &tm_dead_heap) {
-    tm_lock(&tm_orphan_lock);
-    tm_heap_trim_one(&tm_orphan_heap, faults);
-    tm_unlock(&tm_orphan_lock);
-  } else if (heap != NULL) {
-    tm_heap_trim_one(heap, faults);
-  }
+  if (heap != NULL && heap != &tm_dead_heap) tm_heap_trim_one(heap, faults);
+  /* The shared heap of exited threads has no thread of its own to trim it. */
+  tm_lock(&tm_orphan_lock);
+  tm_heap_trim_one(&tm_orphan_heap, faults);
+  tm_unlock(&tm_orphan_lock);
 }
 
 /* ---- Creation and exit -------------------------------------------------------- */
@@ -359,6 +359,7 @@ static void tm_heap_thread_exit(void *arg)
   if (heap == NULL || heap == &tm_dead_heap) return;
   tm_faults_t faults;
   faults.count = 0;
+  tm_detect_flush(heap, &faults);
   tm_medium_cache_flush(heap);
   tm_heap_drain(heap, &faults);
   tm_slab_t *all = NULL;

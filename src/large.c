@@ -8,6 +8,7 @@
 
 #include "large.h"
 #include "lock.h"
+#include "options.h"
 #include "os.h"
 #include "segmap.h"
 #include "track.h"
@@ -48,8 +49,44 @@ static tm_large_t *tm_large_cache_take(tm_arena_t *arena, size_t map_size, size_
   return NULL;
 }
 
+/* Detection mode: the block ends (to within 16 bytes) against a page that is
+ * never accessible, after its header page and its data pages. Never cached. */
+static void *tm_large_alloc_guarded(tm_arena_t *arena, size_t need, size_t *usable_out)
+{
+  size_t data = (need + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1);
+  if (data > TM_MAX_REQUEST - 2 * TM_PAGE_SIZE) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  size_t map_size = TM_PAGE_SIZE + data + TM_PAGE_SIZE, block = (need + 15) & ~(size_t)15;
+  tm_large_t *large = tm_os_map_aligned(map_size, TM_SEGMENT_SIZE);
+  if (large == NULL) return NULL;
+  tm_os_protect((uint8_t *)large + TM_PAGE_SIZE + data, TM_PAGE_SIZE, false);
+  large->magic = TM_LARGE_MAGIC;
+  large->map_size = map_size;
+  large->user_offset = TM_PAGE_SIZE + data - block;
+  large->usable = block;
+  large->guarded = true;
+  large->arena = arena;
+  tm_track_os_map((uint8_t *)large + TM_PAGE_SIZE, data);
+  atomic_store_explicit(&large->live, 1, memory_order_relaxed);
+  tm_lock(&arena->lock);
+  tm_large_link(&arena->large, large);
+  arena->large_live++;
+  arena->large_bytes += large->usable;
+  arena->large_allocs++;
+  tm_unlock(&arena->lock);
+  *usable_out = block;
+  tm_segmap_set((uintptr_t)large, map_size, TM_SEG_LARGE_HEAD, TM_SEG_LARGE_BODY);
+  return tm_large_user(large);
+}
+
 void *tm_large_alloc(tm_arena_t *arena, size_t need, size_t alignment, bool *clean, size_t *usable_out)
 {
+  if (TM_UNLIKELY(alignment == 0)) {
+    *clean = true;
+    return tm_large_alloc_guarded(arena, need, usable_out);
+  }
   size_t offset = alignment > TM_PAGE_SIZE ? alignment : TM_PAGE_SIZE;
   if (need > TM_MAX_REQUEST - offset) {
     errno = ENOMEM;
@@ -75,6 +112,8 @@ void *tm_large_alloc(tm_arena_t *arena, size_t need, size_t alignment, bool *cle
     tm_track_os_map((uint8_t *)large + offset, map_size - offset); /* not the header page */
   }
   large->usable = large->map_size - offset;
+  large->requested = 0;
+  large->guarded = false;
   large->arena = arena;
   atomic_store_explicit(&large->live, 1, memory_order_relaxed);
   tm_lock(&arena->lock);
@@ -112,13 +151,18 @@ tm_large_t *tm_large_find(const void *p, tm_fault_t *fault)
   return large;
 }
 
-void tm_large_free(tm_large_t *large, tm_fault_t *fault)
+bool tm_large_claim(tm_large_t *large, tm_fault_t *fault)
 {
   /* Two threads freeing the same block: exactly one wins the claim. */
   if (atomic_exchange_explicit(&large->live, 0, memory_order_acq_rel) == 0) {
     tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, tm_large_user(large), NULL, large->usable, NULL);
-    return;
+    return false;
   }
+  return true;
+}
+
+void tm_large_release(tm_large_t *large)
+{
   tm_track_free(tm_large_user(large), large->usable);
   tm_segmap_set((uintptr_t)large, large->map_size, TM_SEG_FREED_LARGE, TM_SEG_FREED_LARGE);
   tm_arena_t *arena = large->arena;
@@ -129,7 +173,7 @@ void tm_large_free(tm_large_t *large, tm_fault_t *fault)
     arena->large_live--;
     arena->large_bytes -= large->usable;
   }
-  if (!arena->lost && large->map_size <= TM_LARGE_CACHE_BYTES / 2) {
+  if (!arena->lost && !large->guarded && large->map_size <= TM_LARGE_CACHE_BYTES / 2) {
     large->cached_tick = arena->tick;
     tm_large_link(&arena->large_cache, large);
     arena->large_cached_bytes += large->map_size;
@@ -151,6 +195,14 @@ void tm_large_free(tm_large_t *large, tm_fault_t *fault)
   }
   tm_unlock(&arena->lock);
   tm_large_unmap_list(evicted);
+}
+
+void tm_large_free(tm_large_t *large, tm_fault_t *fault)
+{
+  if (!tm_large_claim(large, fault)) return;
+  /* TINYMALLOC_ZERO_ON_FREE: a cached mapping must not keep the old data. */
+  if (TM_UNLIKELY(TM_FEATURES() & TM_FEATURE_ZERO)) tm_os_purge(tm_large_user(large), large->usable);
+  tm_large_release(large);
 }
 
 tm_large_t *tm_large_cache_expire(tm_arena_t *arena, uint32_t tick, bool all)

@@ -11,13 +11,19 @@
 TM_INLINE uint8_t *tm_large_user(const tm_large_t *large) { return (uint8_t *)large + large->user_offset; }
 
 /* A block of `need` bytes (page-rounded) aligned to `alignment`, from the
- * arena's cache or a fresh mapping; *clean tells whether it reads as zero. */
+ * arena's cache or a fresh mapping; *clean tells whether it reads as zero.
+ * Alignment 0 (detection mode): a fresh mapping whose block ends against a
+ * guard page, 16-byte aligned. */
 void *tm_large_alloc(tm_arena_t *arena, size_t need, size_t alignment, bool *clean, size_t *usable) TM_HIDDEN;
 /* The header of the large block `p` starts, or NULL with `fault` filled.
  * The segment map is consulted before any header is read. */
 tm_large_t *tm_large_find(const void *p, tm_fault_t *fault) TM_HIDDEN;
 /* Frees a block found by tm_large_find (fills `fault` on a second free). */
 void tm_large_free(tm_large_t *large, tm_fault_t *fault) TM_HIDDEN;
+/* The two halves of a free: claiming the block (false with `fault` filled
+ * when it was freed already) and giving a claimed block back. */
+bool tm_large_claim(tm_large_t *large, tm_fault_t *fault) TM_HIDDEN;
+void tm_large_release(tm_large_t *large) TM_HIDDEN;
 /* Resizes in place (shrink, or grow over the following pages) or, when
  * `may_move`, moves the mapping without copying. Returns the block's new
  * address and usable size, or NULL (nothing changed). */

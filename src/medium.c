@@ -16,6 +16,7 @@
 #include <errno.h>
 
 #include "bitmap.h"
+#include "detect.h"
 #include "lock.h"
 #include "medium.h"
 #include "options.h"
@@ -197,6 +198,7 @@ size_t tm_medium_usable(const void *p, tm_fault_t *fault)
 /* Lock held, the run claimed: its pages go back to the segment. */
 static void tm_medium_give_back(tm_arena_t *arena, tm_segment_t *seg, size_t page, size_t pages)
 {
+  tm_detect_medium_forget(seg, page);
   atomic_fetch_and_explicit(&seg->run_start[page >> 6], ~tm_page_bit(page), memory_order_release);
   atomic_store_explicit(&seg->run_pages[page], 0, memory_order_relaxed);
   tm_segment_give_pages(seg, page, pages);
@@ -208,26 +210,28 @@ static void tm_medium_give_back(tm_arena_t *arena, tm_segment_t *seg, size_t pag
   tm_run_unclaim(seg, page);
 }
 
-void tm_medium_free(tm_heap_t *heap, void *p, tm_fault_t *fault)
+size_t tm_medium_claim(void *p, tm_fault_t *fault)
 {
   tm_segment_t *seg = tm_segment_of(p);
-  tm_arena_t *arena = seg->arena;
   size_t page = tm_page_of(seg, p);
   size_t pages = tm_medium_live_pages(seg, p);
   if (pages == 0 || !tm_run_claim(seg, page)) {
     tm_medium_fault(seg, p, fault);
-    return;
+    return 0;
   }
   if (!tm_run_starts(seg, page) || tm_run_pages(seg, page) != pages) {
     /* Given back (and maybe retaken) between the check and the claim. */
     tm_run_unclaim(seg, page);
     tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, "its pages were already given back", 0, NULL);
-    return;
+    return 0;
   }
-  size_t bytes = pages << TM_PAGE_SHIFT;
-  /* Before the pages are free: another thread may take them the moment they are. */
-  if (TM_UNLIKELY(TM_FEATURES() & TM_FEATURE_JUNK)) tm_junk_fill(p, bytes, TM_JUNK_FREE_BYTE);
-  tm_track_free(p, bytes);
+  return pages;
+}
+
+void tm_medium_release(tm_heap_t *heap, void *p, size_t pages)
+{
+  tm_segment_t *seg = tm_segment_of(p);
+  tm_arena_t *arena = seg->arena;
   if (heap && !arena->lost && tm_medium_cache_has_room(heap, pages)) {
     tm_medium_cache_put(heap, p, pages);
     return;
@@ -237,8 +241,22 @@ void tm_medium_free(tm_heap_t *heap, void *p, tm_fault_t *fault)
     tm_unlock(&arena->lock);
     return;
   }
-  tm_medium_give_back(arena, seg, page, pages);
+  tm_medium_give_back(arena, seg, tm_page_of(seg, p), pages);
   tm_purge_unlock(arena);
+}
+
+void tm_medium_free(tm_heap_t *heap, void *p, tm_fault_t *fault)
+{
+  size_t pages = tm_medium_claim(p, fault);
+  if (pages == 0) return;
+  /* Before the pages are free: another thread may take them the moment they are. */
+  uint32_t features = TM_FEATURES();
+  if (TM_UNLIKELY(features & TM_FEATURE_ZERO))
+    tm_junk_fill(p, pages << TM_PAGE_SHIFT, 0);
+  else if (TM_UNLIKELY(features & TM_FEATURE_JUNK))
+    tm_junk_fill(p, pages << TM_PAGE_SHIFT, TM_JUNK_FREE_BYTE);
+  tm_track_free(p, pages << TM_PAGE_SHIFT);
+  tm_medium_release(heap, p, pages);
 }
 
 void tm_medium_cache_flush(tm_heap_t *heap)

@@ -18,6 +18,10 @@ size_t tm_medium_usable(const void *p, tm_fault_t *fault) TM_HIDDEN;
 /* Frees the run `p` starts into `heap`'s cache (heap may be NULL) or the
  * arena (fills `fault` instead when it is not a live run). */
 void tm_medium_free(tm_heap_t *heap, void *p, tm_fault_t *fault) TM_HIDDEN;
+/* The two halves of a free: claiming the run (its pages, or 0 with `fault`
+ * filled) and giving a claimed run to the cache or the arena. */
+size_t tm_medium_claim(void *p, tm_fault_t *fault) TM_HIDDEN;
+void tm_medium_release(tm_heap_t *heap, void *p, size_t pages) TM_HIDDEN;
 /* Grows the run over the free pages that follow it, or gives back its tail;
  * returns the new usable size, or 0 when it cannot (nothing changed). The
  * caller has validated `p` and tracked a shrink already. */

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "options.h"
+#include "track.h"
 
 tm_options_t tm_options = {
     .verbose = 0,
@@ -13,6 +14,10 @@ tm_options_t tm_options = {
     .junk = 0,
     .purge_delay_ms = 10,
     .arenas = 0,
+    .detect = 0,
+    .quarantine_count = 1024,
+    .quarantine_bytes = (long)4 << 20,
+    .zero_on_free = 0,
 };
 _Atomic uint32_t tm_features;
 
@@ -26,7 +31,16 @@ _Atomic uint32_t tm_features;
  *                 (only tinymalloc_trim). Empty segments and cached large
  *                 mappings age by the same clock.
  * arenas:         number of arenas; 0 = one per CPU (fixed once a thread
- *                 has allocated) */
+ *                 has allocated)
+ * detect:         detection mode (docs/detect.md): canaries after every
+ *                 block (heap overflow), freed blocks filled and checked
+ *                 (write after free), a quarantine before reuse, guard pages
+ *                 after large blocks (0/1; ignored in ASan and memcheck
+ *                 builds; once on, the fast paths stay off)
+ * quarantine_count, quarantine_bytes: how many freed blocks, and how many
+ *                 bytes of them, each thread holds back in detection mode
+ * zero_on_free:   freed blocks are zeroed (in detection mode: zero is the
+ *                 fill that a write after free is checked against) (0/1) */
 static const tm_option_t tm_option_table[] = {
     {"verbose", &tm_options.verbose, 0, 1},
     {"show_stats", &tm_options.show_stats, 0, 2},
@@ -34,6 +48,10 @@ static const tm_option_t tm_option_table[] = {
     {"junk", &tm_options.junk, 0, 1},
     {"purge_delay_ms", &tm_options.purge_delay_ms, -1, 3600000},
     {"arenas", &tm_options.arenas, 0, TM_MAX_ARENAS},
+    {"detect", &tm_options.detect, 0, 1},
+    {"quarantine_count", &tm_options.quarantine_count, 0, 65536},
+    {"quarantine_bytes", &tm_options.quarantine_bytes, 0, (long)1 << 30},
+    {"zero_on_free", &tm_options.zero_on_free, 0, 1},
 };
 #define TM_OPTION_COUNT (sizeof tm_option_table / sizeof tm_option_table[0])
 
@@ -57,7 +75,12 @@ const tm_option_t *tm_option_find(const char *name, size_t len)
 void tm_option_store(const tm_option_t *opt, long value)
 {
   atomic_store_explicit(opt->value, value, memory_order_relaxed);
-  uint32_t features = TM_OPTION(junk) ? TM_FEATURE_JUNK : 0;
+  uint32_t features = atomic_load_explicit(&tm_features, memory_order_relaxed) & TM_FEATURE_DETECT;
+  if (TM_OPTION(junk)) features |= TM_FEATURE_JUNK;
+  if (TM_OPTION(zero_on_free)) features |= TM_FEATURE_ZERO;
+  /* Sticky: blocks may wait in quarantines after the mode is switched off.
+   * Tools that track every byte (ASan, memcheck) do better: a no-op there. */
+  if (TM_OPTION(detect) && !TM_TRACKING) features |= TM_FEATURE_DETECT;
   atomic_store_explicit(&tm_features, features, memory_order_relaxed);
 }
 

@@ -14,12 +14,16 @@ typedef struct tm_options_s {
   _Atomic long junk;
   _Atomic long purge_delay_ms;
   _Atomic long arenas;
+  _Atomic long detect;
+  _Atomic long quarantine_count;
+  _Atomic long quarantine_bytes;
+  _Atomic long zero_on_free;
 } tm_options_t;
 
 extern tm_options_t tm_options TM_HIDDEN;
 #define TM_OPTION(name) atomic_load_explicit(&tm_options.name, memory_order_relaxed)
 
-enum { TM_FEATURE_JUNK = 1 };
+enum { TM_FEATURE_JUNK = 1, TM_FEATURE_DETECT = 2, TM_FEATURE_ZERO = 4 };
 extern _Atomic uint32_t tm_features TM_HIDDEN;
 #define TM_FEATURES() atomic_load_explicit(&tm_features, memory_order_relaxed)
 

@@ -59,6 +59,14 @@ void *tm_os_map_meta(size_t size)
 }
 
 /* The calls below run on free paths: a free keeps errno. */
+void tm_os_unmap_meta(void *p, size_t size)
+{
+  int saved = errno;
+  munmap(p, size);
+  atomic_fetch_sub_explicit(&tm_os_meta_mapped, size, memory_order_relaxed);
+  errno = saved;
+}
+
 void tm_os_unmap(void *p, size_t size)
 {
   int saved = errno;
@@ -76,6 +84,14 @@ void tm_os_purge(void *p, size_t size)
   madvise(p, size, MADV_DONTNEED);
   errno = saved;
   atomic_fetch_add_explicit(&tm_os_purged, size, memory_order_relaxed);
+}
+
+bool tm_os_protect(void *p, size_t size, bool accessible)
+{
+  int saved = errno;
+  int result = mprotect(p, size, accessible ? PROT_READ | PROT_WRITE : PROT_NONE);
+  errno = saved;
+  return result == 0;
 }
 
 bool tm_os_grow_in_place(void *base, size_t old_size, size_t new_size)

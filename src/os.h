@@ -10,6 +10,9 @@ void *tm_os_map_aligned(size_t size, size_t alignment) TM_HIDDEN;
 /* Metadata pages (the heap pool); counted as metadata, never handed out. */
 void *tm_os_map_meta(size_t size) TM_HIDDEN;
 void tm_os_unmap(void *p, size_t size) TM_HIDDEN;
+void tm_os_unmap_meta(void *p, size_t size) TM_HIDDEN;
+/* Makes pages inaccessible (guard pages, quarantined large blocks) or accessible again. */
+bool tm_os_protect(void *p, size_t size, bool accessible) TM_HIDDEN;
 /* The pages stay mapped and read back as zero; the kernel may free them. */
 void tm_os_purge(void *p, size_t size) TM_HIDDEN;
 /* Extends a mapping without moving it (false when the next pages are taken). */

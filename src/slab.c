@@ -23,6 +23,7 @@
  * sets notify IDLE and merges. Both sides use seq_cst: the owner stores WANT
  * then reads the remote words; a freer sets a remote bit then reads notify;
  * one of them sees the other, so no free is missed. */
+#include "detect.h"
 #include "grace.h"
 #include "options.h"
 #include "sizeclass.h"
@@ -46,7 +47,9 @@ void tm_slab_carve(tm_slab_t *slab, unsigned cls, tm_heap_t *owner)
   for (uint32_t w = 0; w < TM_SLAB_WORDS; w++) {
     atomic_store_explicit(&slab->alloc_bits[w], tm_slab_padding(capacity, w), memory_order_relaxed);
     atomic_store_explicit(&slab->remote_bits[w], 0, memory_order_relaxed);
+    atomic_store_explicit(&slab->quarantine_bits[w], 0, memory_order_relaxed);
   }
+  tm_detect_slab_carved(tm_segment_of(slab), slab->slot);
   atomic_store_explicit(&slab->owner, owner, memory_order_release);
   /* Publishes everything above to threads that look the slab up by address. */
   atomic_store_explicit(&slab->block_size, size, memory_order_release);
@@ -160,7 +163,8 @@ uint32_t tm_slab_live_count(tm_slab_t *slab)
   for (uint32_t w = 0; w < slab->words; w++) {
     uint64_t alloc = atomic_load_explicit(&slab->alloc_bits[w], memory_order_relaxed);
     uint64_t remote = atomic_load_explicit(&slab->remote_bits[w], memory_order_relaxed);
-    live += (uint32_t)__builtin_popcountll(alloc & ~remote & ~tm_slab_padding(slab->capacity, w));
+    uint64_t held = atomic_load_explicit(&slab->quarantine_bits[w], memory_order_relaxed);
+    live += (uint32_t)__builtin_popcountll(alloc & ~remote & ~held & ~tm_slab_padding(slab->capacity, w));
   }
   return live;
 }

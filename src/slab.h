@@ -30,6 +30,12 @@ TM_INLINE uint8_t *tm_slab_block(const tm_slab_t *slab, uint32_t index, uint32_t
   return tm_slab_start(slab) + (size_t)index * block_size;
 }
 
+/* Detection mode: the block waits in a quarantine (freed, still allocated). */
+TM_INLINE bool tm_slab_block_held(tm_slab_t *slab, uint32_t index)
+{
+  return (atomic_load_explicit(&slab->quarantine_bits[index >> 6], memory_order_acquire) >> (index & 63)) & 1;
+}
+
 TM_INLINE bool tm_slab_block_live(tm_slab_t *slab, uint32_t index)
 {
   uint64_t bit = 1ull << (index & 63);
@@ -98,8 +104,6 @@ TM_INLINE bool tm_slab_free_remote(tm_slab_t *slab, uint32_t index, void *p, tm_
   /* Already free, or freed by another thread and not merged yet: the tools'
    * hooks must not see a second free of it. */
   if (TM_UNLIKELY(!tm_slab_block_live(slab, index))) return false;
-  if (TM_UNLIKELY(TM_FEATURES() & TM_FEATURE_JUNK))
-    tm_junk_fill(p, atomic_load_explicit(&slab->block_size, memory_order_relaxed), TM_JUNK_FREE_BYTE);
   tm_track_free(p, atomic_load_explicit(&slab->block_size, memory_order_relaxed));
   tm_grace_enter(me);
   uint64_t before = atomic_fetch_or_explicit(&slab->remote_bits[w], bit, memory_order_seq_cst);

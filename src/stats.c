@@ -57,14 +57,18 @@ static void tm_census_arena(tm_arena_t *arena, tm_census_t *census, tinymalloc_a
   }
 }
 
-/* Medium runs sitting free in heaps' caches are taken in the page maps and
- * counted live by the arenas: they are taken off here. */
+/* Medium runs sitting free in heaps' caches, and medium and large blocks in
+ * quarantines, are counted live by the arenas: they are taken off here. */
 static void tm_census_uncache(tm_census_t *census)
 {
   for (tm_heap_t *heap = tm_heaps_first(); heap; heap = heap->next_all) {
     census->medium_live -= atomic_load_explicit(&heap->medium_cached_runs, memory_order_relaxed);
     census->medium_bytes -= atomic_load_explicit(&heap->medium_cached_bytes, memory_order_relaxed);
     census->medium_allocs += atomic_load_explicit(&heap->medium_reuses, memory_order_relaxed);
+    census->medium_live -= atomic_load_explicit(&heap->quarantined[0], memory_order_relaxed);
+    census->medium_bytes -= atomic_load_explicit(&heap->quarantined_bytes[0], memory_order_relaxed);
+    census->large_live -= atomic_load_explicit(&heap->quarantined[1], memory_order_relaxed);
+    census->large_bytes -= atomic_load_explicit(&heap->quarantined_bytes[1], memory_order_relaxed);
   }
 }
 

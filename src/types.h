@@ -76,8 +76,12 @@ typedef struct tm_slab_s {
   _Atomic(struct tm_slab_s *) pending_next;
   _Atomic uint64_t alloc_bits[TM_SLAB_WORDS] __attribute__((aligned(64)));
   _Atomic uint64_t remote_bits[TM_SLAB_WORDS];
+  /* Detection mode: bit i set while block i waits in a thread's quarantine
+   * (still allocated in alloc_bits; set by the free that claims it with
+   * fetch_or, cleared when it leaves the quarantine). */
+  _Atomic uint64_t quarantine_bits[TM_SLAB_WORDS];
   /* Pads the descriptor to a power of two: a free finds it with a shift and a mask. */
-  uint8_t unused[TM_SLAB_DESC_SIZE - 128 - 16 * TM_SLAB_WORDS];
+  uint8_t unused[TM_SLAB_DESC_SIZE - 128 - 24 * TM_SLAB_WORDS];
 } tm_slab_t;
 
 _Static_assert(sizeof(tm_slab_t) == TM_SLAB_DESC_SIZE, "slab descriptor size");
@@ -122,6 +126,7 @@ typedef struct tm_segment_s {
   uint64_t dirty_old[TM_PAGE_WORDS];
   uint64_t purging[TM_PAGE_WORDS];
   _Atomic uint16_t run_pages[TM_SEGMENT_PAGES];
+  struct tm_detect_table_s *_Atomic detect; /* detection mode: requested sizes (detect.c) */
   tm_slab_t slabs[TM_SLOTS] __attribute__((aligned(TM_SLAB_DESC_SIZE)));
 } tm_segment_t;
 
@@ -144,6 +149,9 @@ typedef struct tm_large_s {
   size_t map_size;
   size_t user_offset;
   size_t usable;
+  size_t requested; /* detection mode: the request plus one (0: unknown) */
+  bool guarded;     /* detection mode: a guard page follows, or the pages were made
+                       inaccessible: never cached for reuse */
   _Atomic uint32_t live;
   uint32_t cached_tick;
   struct tm_arena_s *arena;
@@ -186,6 +194,8 @@ typedef struct tm_heap_s {
   bool alive;
   struct tm_heap_s *next_all;  /* registry of every heap (pool lock) */
   struct tm_heap_s *next_free; /* pool free list (pool lock) */
+  struct tm_quarantine_s *quarantine; /* detection mode: blocks freed by this thread, waiting */
+  _Atomic size_t quarantined[2], quarantined_bytes[2]; /* medium [0] and large [1] ones among them */
   _Atomic(tm_slab_t *) pending __attribute__((aligned(64)));
   _Atomic uint32_t remote_epoch;
 } tm_heap_t;

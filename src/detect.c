@@ -1,0 +1,177 @@
+/* detect.c owns the data of the detection mode (see detect.h): the process
+ * secret the patterns derive from (16 random bytes the kernel passes every
+ * process, AT_RANDOM: no system call, no allocation), the canary and fill
+ * patterns and their checks, the side tables of requested sizes (metadata
+ * pages, out of band) and the quarantine rings. It never reads a block that
+ * the caller has not validated. */
+#include <string.h>
+#include <sys/auxv.h>
+
+#include "detect.h"
+#include "options.h"
+#include "os.h"
+#include "segment.h"
+
+static uint64_t tm_secret[2];
+static _Atomic int tm_secret_ready;
+
+static void tm_secret_init(void)
+{
+  if (atomic_load_explicit(&tm_secret_ready, memory_order_acquire)) return;
+  const uint8_t *random = (const uint8_t *)getauxval(AT_RANDOM);
+  uint64_t s[2] = {0x9e3779b97f4a7c15ull, 0xc2b2ae3d27d4eb4full};
+  if (random) memcpy(s, random, sizeof s);
+  /* Never zero: a zeroed block must not look like its own canary. */
+  tm_secret[0] = s[0] | 0x0101010101010101ull;
+  tm_secret[1] = (s[1] | 0x0101010101010101ull) & 0x7f7f7f7f7f7f7f7full;
+  atomic_store_explicit(&tm_secret_ready, 1, memory_order_release);
+}
+
+/* A canary byte: depends on the secret and on its address, so a byte copied
+ * from another block's canary does not pass. */
+static inline uint8_t tm_canary_byte(uintptr_t a)
+{
+  return (uint8_t)((tm_secret[0] >> ((a & 7) * 8)) ^ (a >> 3) ^ (a >> 11));
+}
+
+/* A fill word at an 8-aligned address. */
+static inline uint64_t tm_fill_word(uintptr_t a) { return TM_OPTION(zero_on_free) ? 0 : tm_secret[1] ^ (a >> 3); }
+
+void tm_detect_canary_write(uint8_t *p, size_t requested, size_t usable)
+{
+  tm_secret_init();
+  for (size_t i = requested; i < usable; i++)
+    p[i] = tm_canary_byte((uintptr_t)p + i);
+}
+
+size_t tm_detect_canary_check(const uint8_t *p, size_t requested, size_t usable)
+{
+  tm_secret_init();
+  for (size_t i = requested; i < usable; i++)
+    if (p[i] != tm_canary_byte((uintptr_t)p + i)) return i;
+  return SIZE_MAX;
+}
+
+/* Blocks are 16-aligned and their sizes multiples of 16: whole words. */
+static void tm_fill_range(uint8_t *p, size_t from, size_t to)
+{
+  for (size_t i = from; i + 8 <= to; i += 8) {
+    uint64_t w = tm_fill_word((uintptr_t)p + i);
+    memcpy(p + i, &w, 8);
+  }
+}
+
+static size_t tm_fill_range_check(const uint8_t *p, size_t from, size_t to)
+{
+  for (size_t i = from; i + 8 <= to; i += 8) {
+    uint64_t w;
+    memcpy(&w, p + i, 8);
+    uint64_t want = tm_fill_word((uintptr_t)p + i);
+    if (w != want) return i + (size_t)__builtin_ctzll(w ^ want) / 8;
+  }
+  return SIZE_MAX;
+}
+
+#define TM_FILL_EDGE ((size_t)32 << 10)
+
+void tm_detect_fill(uint8_t *p, size_t size)
+{
+  tm_secret_init();
+  if (size <= 2 * TM_FILL_EDGE) {
+    tm_fill_range(p, 0, size);
+  } else {
+    tm_fill_range(p, 0, TM_FILL_EDGE);
+    tm_fill_range(p, size - TM_FILL_EDGE, size);
+  }
+}
+
+size_t tm_detect_fill_check(const uint8_t *p, size_t size)
+{
+  tm_secret_init();
+  if (size <= 2 * TM_FILL_EDGE) return tm_fill_range_check(p, 0, size);
+  size_t at = tm_fill_range_check(p, 0, TM_FILL_EDGE);
+  return at != SIZE_MAX ? at : tm_fill_range_check(p, size - TM_FILL_EDGE, size);
+}
+
+/* ---- Side tables ---------------------------------------------------------------- */
+
+static tm_detect_table_t *tm_detect_table(tm_segment_t *seg)
+{
+  tm_detect_table_t *table = atomic_load_explicit(&seg->detect, memory_order_acquire);
+  if (table) return table;
+  size_t size = (sizeof(tm_detect_table_t) + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1);
+  tm_detect_table_t *fresh = tm_os_map_meta(size); /* zero: every entry unknown */
+  if (fresh == NULL) return NULL;
+  if (!atomic_compare_exchange_strong_explicit(&seg->detect, &table, fresh, memory_order_acq_rel,
+                                               memory_order_acquire)) {
+    tm_os_unmap_meta(fresh, size); /* another thread was first */
+    return table;
+  }
+  return fresh;
+}
+
+_Atomic uint16_t *tm_detect_small_entry(tm_segment_t *seg, size_t slot, uint32_t index)
+{
+  tm_detect_table_t *table = tm_detect_table(seg);
+  return table ? &table->small[slot][index] : NULL;
+}
+
+_Atomic uint32_t *tm_detect_medium_entry(tm_segment_t *seg, size_t page)
+{
+  tm_detect_table_t *table = tm_detect_table(seg);
+  return table ? &table->medium[page] : NULL;
+}
+
+void tm_detect_medium_forget(tm_segment_t *seg, size_t page)
+{
+  tm_detect_table_t *table = atomic_load_explicit(&seg->detect, memory_order_acquire);
+  if (table) atomic_store_explicit(&table->medium[page], TM_DETECT_UNKNOWN, memory_order_relaxed);
+}
+
+void tm_detect_slab_carved(tm_segment_t *seg, size_t slot)
+{
+  tm_detect_table_t *table = atomic_load_explicit(&seg->detect, memory_order_acquire);
+  if (table == NULL) return;
+  for (size_t i = 0; i < TM_SLAB_MAX_BLOCKS; i++)
+    atomic_store_explicit(&table->small[slot][i], TM_DETECT_UNKNOWN, memory_order_relaxed);
+}
+
+/* ---- Quarantine ------------------------------------------------------------------- */
+
+tm_quarantine_t *tm_quarantine_of(tm_heap_t *heap)
+{
+  if (heap->quarantine) return heap->quarantine;
+  long count = TM_OPTION(quarantine_count);
+  if (count <= 0) return NULL;
+  size_t size = sizeof(tm_quarantine_t) + (size_t)count * sizeof(struct tm_quarantine_entry_s);
+  size = (size + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1);
+  tm_quarantine_t *q = tm_os_map_meta(size);
+  if (q == NULL) return NULL;
+  q->capacity = (size_t)count;
+  heap->quarantine = q;
+  return q;
+}
+
+bool tm_quarantine_needs_room(const tm_quarantine_t *q, size_t size)
+{
+  size_t limit = (size_t)TM_OPTION(quarantine_count), bytes = (size_t)TM_OPTION(quarantine_bytes);
+  if (limit > q->capacity) limit = q->capacity;
+  return q->count > 0 && (q->count >= limit || q->bytes + size > bytes);
+}
+
+void tm_quarantine_push(tm_quarantine_t *q, void *p, size_t size)
+{
+  q->entry[(q->head + q->count) % q->capacity] = (struct tm_quarantine_entry_s){p, size};
+  q->count++;
+  q->bytes += size;
+}
+
+bool tm_quarantine_pop(tm_quarantine_t *q, struct tm_quarantine_entry_s *out)
+{
+  if (q->count == 0) return false;
+  *out = q->entry[q->head];
+  q->head = (q->head + 1) % q->capacity;
+  q->count--;
+  q->bytes -= out->size;
+  return true;
+}

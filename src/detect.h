@@ -1,0 +1,66 @@
+/* detect.h: the detection mode (detect.c), TINYMALLOC_DETECT: canaries after
+ * every block, freed blocks filled with a pattern and held in a per-thread
+ * quarantine, requested sizes in out-of-band side tables. The pieces here are
+ * data and checks; alloc.c decides when they run. Off by default; once on,
+ * the fast paths stay off for the rest of the process (blocks may sit in a
+ * quarantine). A no-op in tracked builds (ASan, memcheck do it better). */
+#ifndef TM_DETECT_H
+#define TM_DETECT_H
+
+#include "error.h"
+#include "types.h"
+
+/* Slack every block gets in detection mode, so that an overflow by up to
+ * this many bytes lands in the canary even when the request fills its class. */
+#define TM_DETECT_SLACK ((size_t)8)
+
+/* Side-table marks (a requested size is stored plus one). */
+#define TM_DETECT_UNKNOWN 0u      /* handed out before the mode was on: no checks */
+#define TM_DETECT_FILLED  0xffffu /* free, carrying the fill pattern (small) */
+#define TM_DETECT_FILLED32 0xffffffffu /* the same, for medium runs */
+
+/* The per-segment side table, mapped on first use. */
+typedef struct tm_detect_table_s {
+  _Atomic uint16_t small[TM_SLOTS][TM_SLAB_MAX_BLOCKS];
+  _Atomic uint32_t medium[TM_SEGMENT_PAGES];
+} tm_detect_table_t;
+
+/* A quarantine: freed blocks wait here before they can be reused. */
+typedef struct tm_quarantine_s {
+  size_t capacity, head, count, bytes;
+  struct tm_quarantine_entry_s {
+    void *p;
+    size_t size; /* bytes the fill covers */
+  } entry[];
+} tm_quarantine_t;
+
+/* The side-table entry of a small block or a medium run; NULL when the table
+ * cannot be mapped (then the block goes unchecked). */
+_Atomic uint16_t *tm_detect_small_entry(tm_segment_t *seg, size_t slot, uint32_t index) TM_HIDDEN;
+_Atomic uint32_t *tm_detect_medium_entry(tm_segment_t *seg, size_t page) TM_HIDDEN;
+/* A run's pages went back to the arena (they may be purged): unknown. */
+void tm_detect_medium_forget(tm_segment_t *seg, size_t page) TM_HIDDEN;
+/* A slab was carved: its entries start unknown. */
+void tm_detect_slab_carved(tm_segment_t *seg, size_t slot) TM_HIDDEN;
+
+/* Canary bytes over [requested, usable) of block p. */
+void tm_detect_canary_write(uint8_t *p, size_t requested, size_t usable) TM_HIDDEN;
+/* The offset of the first canary byte that changed, or SIZE_MAX. */
+size_t tm_detect_canary_check(const uint8_t *p, size_t requested, size_t usable) TM_HIDDEN;
+/* Fills a freed block (the pattern, or zeros with zero_on_free): all of it
+ * up to 64 KiB, the first and last 32 KiB of a bigger one. */
+void tm_detect_fill(uint8_t *p, size_t size) TM_HIDDEN;
+/* The offset of the first byte of a filled block that changed, or SIZE_MAX. */
+size_t tm_detect_fill_check(const uint8_t *p, size_t size) TM_HIDDEN;
+
+/* The calling heap's quarantine (mapped on first use), NULL when none. */
+tm_quarantine_t *tm_quarantine_of(tm_heap_t *heap) TM_HIDDEN;
+/* Whether the oldest entry must leave before a block of `size` bytes comes
+ * in (by the quarantine_count and quarantine_bytes options). */
+bool tm_quarantine_needs_room(const tm_quarantine_t *q, size_t size) TM_HIDDEN;
+/* Adds a block (the caller made room). */
+void tm_quarantine_push(tm_quarantine_t *q, void *p, size_t size) TM_HIDDEN;
+/* Takes the oldest entry (thread exit, trim); false when empty. */
+bool tm_quarantine_pop(tm_quarantine_t *q, struct tm_quarantine_entry_s *out) TM_HIDDEN;
+
+#endif

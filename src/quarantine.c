@@ -1,0 +1,221 @@
+/* quarantine.c owns the detection mode's paths (see quarantine.h and
+ * detect.h). A checked free: the block is claimed as freed (small: its
+ * quarantine bit with fetch_or; medium: its run's cached bit; large: its live
+ * flag), so a second free is a double free however long the block waits;
+ * the canary is checked (heap overflow); the block is filled (large: made
+ * inaccessible instead) and waits in the freeing thread's quarantine. When
+ * it leaves, the fill is checked (write after free) and the block is freed
+ * for real: a small one through the remote path (whoever owns its slab
+ * merges it), a medium one to the cache or the arena, a large one unmapped.
+ * A small or medium block handed out again is checked once more. */
+#include "detect.h"
+#include "large.h"
+#include "medium.h"
+#include "options.h"
+#include "os.h"
+#include "quarantine.h"
+#include "segmap.h"
+#include "segment.h"
+#include "slab.h"
+#include "track.h"
+
+static void tm_waf_fault(tm_faults_t *faults, const void *p, size_t size, size_t offset, const char *when)
+{
+  tm_faults_add(faults, TINYMALLOC_ERROR_WRITE_AFTER_FREE, p, when, size);
+  if (faults->count <= TM_FAULTS_MAX) faults->fault[faults->count - 1].offset = offset;
+}
+
+static void tm_count(_Atomic size_t *c, size_t delta, bool add)
+{
+  size_t v = atomic_load_explicit(c, memory_order_relaxed);
+  atomic_store_explicit(c, add ? v + delta : v - delta, memory_order_relaxed);
+}
+
+/* Medium [0] and large [1] blocks in a quarantine are claimed but still
+ * counted live by their arena: the statistics take them off. */
+static void tm_quarantine_count(tm_heap_t *heap, int kind, size_t bytes, bool add)
+{
+  tm_count(&heap->quarantined[kind], 1, add);
+  tm_count(&heap->quarantined_bytes[kind], bytes, add);
+}
+
+static void tm_overflow_fault(tm_fault_t *fault, const void *p, size_t requested, size_t offset)
+{
+  tm_fault_set(fault, TINYMALLOC_ERROR_HEAP_OVERFLOW, p, NULL, requested, NULL);
+  fault->offset = offset;
+}
+
+/* ---- Handing out ------------------------------------------------------------------ */
+
+void tm_detect_small_out(void *p, size_t requested, size_t usable, tm_faults_t *faults)
+{
+  tm_slab_t *slab = tm_slab_of((uintptr_t)p);
+  uint32_t index = tm_slab_index(slab, (uintptr_t)p & (TM_SLAB_SIZE - 1));
+  _Atomic uint16_t *entry = tm_detect_small_entry(tm_segment_of(p), slab->slot, index);
+  if (entry == NULL) return;
+  if (atomic_load_explicit(entry, memory_order_relaxed) == TM_DETECT_FILLED) {
+    size_t at = tm_detect_fill_check(p, usable);
+    if (at != SIZE_MAX) tm_waf_fault(faults, p, usable, at, "was handed out again");
+  }
+  tm_detect_canary_write(p, requested, usable);
+  atomic_store_explicit(entry, (uint16_t)(requested + 1), memory_order_relaxed);
+}
+
+void tm_detect_medium_out(void *p, size_t requested, size_t usable, tm_faults_t *faults)
+{
+  tm_segment_t *seg = tm_segment_of(p);
+  _Atomic uint32_t *entry = tm_detect_medium_entry(seg, tm_page_of(seg, p));
+  if (entry == NULL) return;
+  if (atomic_load_explicit(entry, memory_order_relaxed) == TM_DETECT_FILLED32) {
+    size_t at = tm_detect_fill_check(p, usable);
+    if (at != SIZE_MAX) tm_waf_fault(faults, p, usable, at, "was handed out again");
+  }
+  tm_detect_canary_write(p, requested, usable);
+  atomic_store_explicit(entry, (uint32_t)(requested + 1), memory_order_relaxed);
+}
+
+void tm_detect_large_out(void *p, size_t requested, size_t usable)
+{
+  tm_fault_t ignored;
+  tm_large_t *large = tm_large_find(p, &ignored);
+  if (large == NULL) return;
+  large->requested = requested + 1;
+  tm_detect_canary_write(p, requested, usable);
+}
+
+size_t tm_detect_requested(const void *p, const tm_ptr_t *ptr)
+{
+  size_t stored = 0;
+  if (ptr->kind == TM_PTR_SMALL) {
+    _Atomic uint16_t *entry = tm_detect_small_entry(tm_segment_of(p), ptr->slab->slot, ptr->index);
+    stored = entry ? atomic_load_explicit(entry, memory_order_relaxed) : 0;
+    if (stored == TM_DETECT_FILLED) stored = 0;
+  } else if (ptr->kind == TM_PTR_MEDIUM) {
+    tm_segment_t *seg = tm_segment_of(p);
+    _Atomic uint32_t *entry = tm_detect_medium_entry(seg, tm_page_of(seg, p));
+    stored = entry ? atomic_load_explicit(entry, memory_order_relaxed) : 0;
+    if (stored == TM_DETECT_FILLED32) stored = 0;
+  } else if (ptr->kind == TM_PTR_LARGE) {
+    stored = ptr->large->requested;
+  }
+  return stored ? stored - 1 : SIZE_MAX;
+}
+
+/* ---- Release ------------------------------------------------------------------------ */
+
+/* A block leaves the quarantine: its fill is checked, then it is freed. */
+static void tm_detect_release(tm_heap_t *heap, void *p, size_t size, tm_faults_t *faults)
+{
+  uintptr_t a = (uintptr_t)p;
+  if (tm_segmap_kind(a) != TM_SEG_ARENA) { /* large: inaccessible while it waited */
+    tm_fault_t ignored;
+    tm_large_t *large = tm_large_find(p, &ignored);
+    if (heap) tm_quarantine_count(heap, 1, size, false);
+    if (large) tm_large_release(large);
+    return;
+  }
+  size_t at = tm_detect_fill_check(p, size);
+  if (at != SIZE_MAX) tm_waf_fault(faults, p, size, at, "left the quarantine");
+  tm_slab_t *slab = tm_slab_of(a);
+  if (atomic_load_explicit(&slab->block_size, memory_order_relaxed) == 0) {
+    if (heap) tm_quarantine_count(heap, 0, size, false);
+    tm_medium_release(heap, p, size >> TM_PAGE_SHIFT);
+    return;
+  }
+  uint32_t index = tm_slab_index(slab, a & (TM_SLAB_SIZE - 1));
+  uint64_t bit = 1ull << (index & 63);
+  atomic_fetch_and_explicit(&slab->quarantine_bits[index >> 6], ~bit, memory_order_acq_rel);
+  tm_slab_free_remote(slab, index, p, heap);
+}
+
+/* Holds a claimed, checked, filled block: in `heap`'s quarantine, or (no
+ * quarantine) freed at once. */
+static void tm_detect_hold(tm_heap_t *heap, void *p, size_t size, tm_faults_t *faults)
+{
+  tm_quarantine_t *q = heap ? tm_quarantine_of(heap) : NULL;
+  if (q == NULL) {
+    tm_detect_release(heap, p, size, faults);
+    return;
+  }
+  struct tm_quarantine_entry_s old;
+  while (tm_quarantine_needs_room(q, size) && tm_quarantine_pop(q, &old))
+    tm_detect_release(heap, old.p, old.size, faults);
+  tm_quarantine_push(q, p, size);
+}
+
+void tm_detect_flush(tm_heap_t *heap, tm_faults_t *faults)
+{
+  if (heap == NULL || heap->quarantine == NULL) return;
+  struct tm_quarantine_entry_s old;
+  while (tm_quarantine_pop(heap->quarantine, &old))
+    tm_detect_release(heap, old.p, old.size, faults);
+}
+
+/* ---- The checked free ------------------------------------------------------------------ */
+
+static void tm_detect_free_small(const tm_ptr_t *ptr, void *p, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults)
+{
+  tm_slab_t *slab = ptr->slab;
+  uint32_t index = ptr->index, size = ptr->block_size;
+  uint64_t bit = 1ull << (index & 63);
+  if (!tm_slab_block_live(slab, index) ||
+      (atomic_fetch_or_explicit(&slab->quarantine_bits[index >> 6], bit, memory_order_acq_rel) & bit)) {
+    tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, NULL, size, NULL);
+    return;
+  }
+  _Atomic uint16_t *entry = tm_detect_small_entry(tm_segment_of(p), slab->slot, index);
+  uint16_t stored = entry ? atomic_load_explicit(entry, memory_order_relaxed) : TM_DETECT_UNKNOWN;
+  if (stored != TM_DETECT_UNKNOWN && stored != TM_DETECT_FILLED) {
+    size_t at = tm_detect_canary_check(p, stored - 1u, size);
+    if (at != SIZE_MAX) tm_overflow_fault(fault, p, stored - 1u, at);
+  }
+  tm_detect_fill(p, size);
+  if (entry) atomic_store_explicit(entry, TM_DETECT_FILLED, memory_order_relaxed);
+  tm_detect_hold(heap, p, size, faults);
+}
+
+static void tm_detect_free_medium(void *p, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults)
+{
+  size_t pages = tm_medium_claim(p, fault);
+  if (pages == 0) return;
+  size_t usable = pages << TM_PAGE_SHIFT;
+  tm_segment_t *seg = tm_segment_of(p);
+  _Atomic uint32_t *entry = tm_detect_medium_entry(seg, tm_page_of(seg, p));
+  uint32_t stored = entry ? atomic_load_explicit(entry, memory_order_relaxed) : TM_DETECT_UNKNOWN;
+  if (stored != TM_DETECT_UNKNOWN && stored != TM_DETECT_FILLED32) {
+    size_t at = tm_detect_canary_check(p, stored - 1u, usable);
+    if (at != SIZE_MAX) tm_overflow_fault(fault, p, stored - 1u, at);
+  }
+  tm_detect_fill(p, usable);
+  if (entry) atomic_store_explicit(entry, TM_DETECT_FILLED32, memory_order_relaxed);
+  if (heap) tm_quarantine_count(heap, 0, usable, true);
+  tm_detect_hold(heap, p, usable, faults);
+}
+
+static void tm_detect_free_large(tm_large_t *large, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults)
+{
+  if (!tm_large_claim(large, fault)) return;
+  uint8_t *p = tm_large_user(large);
+  if (large->requested) {
+    size_t at = tm_detect_canary_check(p, large->requested - 1, large->usable);
+    if (at != SIZE_MAX) tm_overflow_fault(fault, p, large->requested - 1, at);
+  }
+  /* Inaccessible while it waits: a read or write after free faults. Never
+   * cached afterwards. */
+  large->guarded = true;
+  tm_os_protect((uint8_t *)large + TM_PAGE_SIZE, large->map_size - TM_PAGE_SIZE, false);
+  if (heap) tm_quarantine_count(heap, 1, large->usable, true);
+  tm_detect_hold(heap, p, large->usable, faults);
+}
+
+void tm_detect_free(void *p, const tm_ptr_t *ptr, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults)
+{
+  if (ptr->kind == TM_PTR_SMALL)
+    tm_detect_free_small(ptr, p, heap, fault, faults);
+  else if (ptr->kind == TM_PTR_MEDIUM)
+    tm_detect_free_medium(p, heap, fault, faults);
+  else if (ptr->kind == TM_PTR_LARGE)
+    tm_detect_free_large(ptr->large, heap, fault, faults);
+  else
+    *fault = ptr->fault;
+}

@@ -1,0 +1,24 @@
+/* quarantine.h: the detection mode's paths (quarantine.c): checks when a
+ * block is handed out, the checked free that fills a block and holds it in
+ * the freeing thread's quarantine, and its release. Called by alloc.c when
+ * TM_FEATURE_DETECT is on, and by heap.c at thread exit. */
+#ifndef TM_QUARANTINE_H
+#define TM_QUARANTINE_H
+
+#include "error.h"
+#include "ptr.h"
+#include "types.h"
+
+/* A block of each kind was just handed out for `requested` bytes: a write
+ * after free since it was filled is a fault; the canary is written. */
+void tm_detect_small_out(void *p, size_t requested, size_t usable, tm_faults_t *faults) TM_HIDDEN;
+void tm_detect_medium_out(void *p, size_t requested, size_t usable, tm_faults_t *faults) TM_HIDDEN;
+void tm_detect_large_out(void *p, size_t requested, size_t usable) TM_HIDDEN;
+/* A checked free of a classified block (`heap` may be NULL: no quarantine). */
+void tm_detect_free(void *p, const tm_ptr_t *ptr, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults) TM_HIDDEN;
+/* Releases every block of `heap`'s quarantine (thread exit, trim). */
+void tm_detect_flush(tm_heap_t *heap, tm_faults_t *faults) TM_HIDDEN;
+/* The requested size of a live classified block, or SIZE_MAX when unknown. */
+size_t tm_detect_requested(const void *p, const tm_ptr_t *ptr) TM_HIDDEN;
+
+#endif
