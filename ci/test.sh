@@ -3,8 +3,9 @@
 # it). On a fresh Debian 12 machine it installs what is missing (apt-get,
 # only then), builds and runs the suite with gcc (release preset) and clang
 # (warnings as errors with both), then the sanitizer and Valgrind runs
-# (ci/sanitizers.sh) and the fuzzing checks (ci/fuzz-tests.sh). Exits
-# non-zero on any failure. Usage: ci/test.sh [--quick]  (--quick: gcc build only)
+# (ci/sanitizers.sh), the packaging checks (ci/packaging-tests.sh) and the
+# fuzzing checks (ci/fuzz-tests.sh). Exits non-zero on any failure.
+# Usage: ci/test.sh [--quick]  (--quick: gcc build and its suite only)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -70,9 +71,13 @@ preset_suite() {
 stage "dependencies"
 install_missing
 
-run_stage "gcc: build + full ctest suite (unit, death, stress, RSS, override, fuzz replay)" preset_suite release
+run_stage "gcc: build + full ctest suite (unit, death, stress, RSS, override, regress, detect, packaging, fuzz replay)" preset_suite release
+run_stage "module graph: no dependency cycle among the core's objects (ci/deps.py)" \
+  python3 ci/deps.py build/release/CMakeFiles/tm_objects.dir/src
 if [ "$quick" -eq 0 ]; then
   run_stage "clang: build (-Werror) + unit, stress and RSS tests" preset_suite clang -L "unit|stress|rss"
+  run_stage "packaging: OSS-Fuzz/ClusterFuzzLite builds, YAML/Docker checks (ci/packaging-tests.sh)" \
+    ci/packaging-tests.sh --no-install
   run_stage "sanitizers: ASan+UBSan, TSan, Valgrind memcheck (ci/sanitizers.sh)" ci/sanitizers.sh
   run_stage "fuzzing: replays, smoke runs, injected bugs, coverage (ci/fuzz-tests.sh)" ci/fuzz-tests.sh --no-install
 fi

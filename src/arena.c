@@ -217,7 +217,7 @@ void tm_arena_adopt_orphans(tm_arena_t *arena)
         continue;
       uint32_t allocated = 0;
       for (uint32_t w = 0; w < slab->words; w++)
-        allocated += (uint32_t)__builtin_popcountll(atomic_load_explicit(&slab->alloc_bits[w], memory_order_relaxed) &
+        allocated += (uint32_t)__builtin_popcountll(atomic_load_explicit(&slab->bits[w].alloc, memory_order_relaxed) &
                                                     ~tm_slab_padding(slab->capacity, w));
       slab->used = allocated;
       slab->hint = 0;

@@ -67,8 +67,8 @@ static void tm_check_slab(tm_check_t *chk, tm_segment_t *seg, size_t slot, tm_sl
     tm_violation(chk, "slab pages not marked as slab pages", start, slot);
   uint32_t allocated = 0;
   for (uint32_t w = 0; w < TM_SLAB_WORDS; w++) {
-    uint64_t alloc = atomic_load_explicit(&slab->alloc_bits[w], memory_order_relaxed);
-    uint64_t remote = atomic_load_explicit(&slab->remote_bits[w], memory_order_relaxed);
+    uint64_t alloc = atomic_load_explicit(&slab->bits[w].alloc, memory_order_relaxed);
+    uint64_t remote = atomic_load_explicit(&slab->bits[w].remote, memory_order_relaxed);
     uint64_t padding = tm_slab_padding(slab->capacity, w);
     if ((alloc & padding) != padding) tm_violation(chk, "slab padding bit clear", start, w);
     if (remote & ~alloc) tm_violation(chk, "remote-free bit over a free block", start, w);

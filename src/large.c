@@ -14,7 +14,7 @@
 #include "track.h"
 
 #define TM_LARGE_CACHE_COUNT 8
-#define TM_LARGE_CACHE_BYTES ((size_t)64 << 20)
+#define TM_LARGE_CACHE_BYTES ((size_t)128 << 20)
 
 static void tm_large_link(tm_large_t **head, tm_large_t *large)
 {
@@ -34,18 +34,51 @@ static void tm_large_unlink(tm_large_t **head, tm_large_t *large)
   large->next = large->prev = NULL;
 }
 
-/* Lock held: a cached mapping for `map_size` bytes whose block can start
- * `offset` bytes in, aligned as asked, wasting at most a quarter. */
+/* Lock held: the cached mapping to serve `map_size` bytes whose block starts
+ * `offset` bytes in, aligned as asked: the smallest one that is large enough,
+ * else the largest one (it will grow). Its pages are resident already: a
+ * reused mapping costs no page faults where a fresh one faults every page. */
 static tm_large_t *tm_large_cache_take(tm_arena_t *arena, size_t map_size, size_t offset, size_t map_align)
 {
+  tm_large_t *fit = NULL, *largest = NULL;
   for (tm_large_t *c = arena->large_cache; c; c = c->next) {
-    if (c->map_size < map_size || c->map_size - map_size > map_size / 4) continue;
     if (((uintptr_t)c & (map_align - 1)) != 0 || c->user_offset != offset) continue;
+    if (c->map_size >= map_size && (fit == NULL || c->map_size < fit->map_size)) fit = c;
+    if (c->map_size < map_size && (largest == NULL || c->map_size > largest->map_size)) largest = c;
+  }
+  tm_large_t *c = fit ? fit : largest;
+  if (c) {
     tm_large_unlink(&arena->large_cache, c);
     arena->large_cached_bytes -= c->map_size;
     arena->large_cached_count--;
+  }
+  return c;
+}
+
+/* No lock, `c` taken from the cache (still marked freed in the segment map):
+ * cut its tail or grow it to `map_size` bytes. NULL when it could not grow
+ * (then it is gone: the caller maps afresh). */
+static tm_large_t *tm_large_refit(tm_large_t *c, size_t map_size, size_t map_align)
+{
+  if (c->map_size >= map_size) {
+    size_t excess = c->map_size - map_size;
+    if (excess >= ((size_t)256 << 10) && excess > map_size / 8) {
+      tm_os_unmap((uint8_t *)c + map_size, excess);
+      c->map_size = map_size;
+    }
     return c;
   }
+  if (tm_os_grow_in_place(c, c->map_size, map_size)) {
+    c->map_size = map_size;
+    return c;
+  }
+  /* Tracked builds cannot move: the tools' records stay at the old address. */
+  tm_large_t *moved = TM_TRACKING ? NULL : tm_os_move(c, c->map_size, map_size, map_align);
+  if (moved) {
+    moved->map_size = map_size;
+    return moved;
+  }
+  tm_os_unmap(c, c->map_size);
   return NULL;
 }
 
@@ -102,6 +135,7 @@ void *tm_large_alloc(tm_arena_t *arena, size_t need, size_t alignment, bool *cle
   tm_lock(&arena->lock);
   tm_large_t *large = arena->lost ? NULL : tm_large_cache_take(arena, map_size, offset, map_align);
   tm_unlock(&arena->lock);
+  if (large) large = tm_large_refit(large, map_size, map_align);
   *clean = large == NULL;
   if (large == NULL) {
     large = tm_os_map_aligned(map_size, map_align);

@@ -45,8 +45,8 @@ void tm_slab_carve(tm_slab_t *slab, unsigned cls, tm_heap_t *owner)
   slab->flags = 0;
   slab->next = slab->prev = NULL;
   for (uint32_t w = 0; w < TM_SLAB_WORDS; w++) {
-    atomic_store_explicit(&slab->alloc_bits[w], tm_slab_padding(capacity, w), memory_order_relaxed);
-    atomic_store_explicit(&slab->remote_bits[w], 0, memory_order_relaxed);
+    atomic_store_explicit(&slab->bits[w].alloc, tm_slab_padding(capacity, w), memory_order_relaxed);
+    atomic_store_explicit(&slab->bits[w].remote, 0, memory_order_relaxed);
     atomic_store_explicit(&slab->quarantine_bits[w], 0, memory_order_relaxed);
   }
   tm_detect_slab_carved(tm_segment_of(slab), slab->slot);
@@ -75,17 +75,17 @@ void *tm_slab_take(tm_slab_t *slab, tm_faults_t *faults)
 {
   uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_relaxed);
   for (uint32_t w = slab->hint; w < slab->words; w++) {
-    uint64_t bits = atomic_load_explicit(&slab->alloc_bits[w], memory_order_relaxed);
+    uint64_t bits = atomic_load_explicit(&slab->bits[w].alloc, memory_order_relaxed);
     if (bits == ~0ull) continue;
     unsigned b = (unsigned)__builtin_ctzll(~bits);
     uint64_t bit = 1ull << b;
     uint8_t *p = tm_slab_block(slab, w * 64 + b, size);
-    if (atomic_load_explicit(&slab->remote_bits[w], memory_order_seq_cst) & bit) {
+    if (atomic_load_explicit(&slab->bits[w].remote, memory_order_seq_cst) & bit) {
       /* A stale free of a free block: take the mark back, then the block. */
-      if (atomic_fetch_and_explicit(&slab->remote_bits[w], ~bit, memory_order_seq_cst) & bit)
+      if (atomic_fetch_and_explicit(&slab->bits[w].remote, ~bit, memory_order_seq_cst) & bit)
         tm_faults_add(faults, TINYMALLOC_ERROR_DOUBLE_FREE, p, tm_raced_detail, size);
     }
-    atomic_store_explicit(&slab->alloc_bits[w], bits | bit, memory_order_relaxed);
+    atomic_store_explicit(&slab->bits[w].alloc, bits | bit, memory_order_relaxed);
     slab->hint = w;
     slab->used++;
     return p;
@@ -98,12 +98,12 @@ uint32_t tm_slab_merge(tm_slab_t *slab, tm_faults_t *faults)
 {
   uint32_t freed = 0;
   for (uint32_t w = 0; w < slab->words; w++) {
-    if (atomic_load_explicit(&slab->remote_bits[w], memory_order_relaxed) == 0) continue;
-    uint64_t remote = atomic_exchange_explicit(&slab->remote_bits[w], 0, memory_order_seq_cst);
-    uint64_t alloc = atomic_load_explicit(&slab->alloc_bits[w], memory_order_relaxed);
+    if (atomic_load_explicit(&slab->bits[w].remote, memory_order_relaxed) == 0) continue;
+    uint64_t remote = atomic_exchange_explicit(&slab->bits[w].remote, 0, memory_order_seq_cst);
+    uint64_t alloc = atomic_load_explicit(&slab->bits[w].alloc, memory_order_relaxed);
     uint64_t valid = remote & alloc, stale = remote & ~alloc;
     if (valid) {
-      atomic_store_explicit(&slab->alloc_bits[w], alloc & ~valid, memory_order_relaxed);
+      atomic_store_explicit(&slab->bits[w].alloc, alloc & ~valid, memory_order_relaxed);
       freed += (uint32_t)__builtin_popcountll(valid);
       if (w < slab->hint) slab->hint = w;
     }
@@ -125,7 +125,7 @@ uint32_t tm_slab_watch(tm_slab_t *slab, tm_faults_t *faults)
   atomic_compare_exchange_strong_explicit(&slab->notify, &idle, TM_NOTIFY_WANT, memory_order_seq_cst,
                                           memory_order_seq_cst);
   for (uint32_t w = 0; w < slab->words; w++)
-    if (atomic_load_explicit(&slab->remote_bits[w], memory_order_seq_cst) != 0) return tm_slab_merge(slab, faults);
+    if (atomic_load_explicit(&slab->bits[w].remote, memory_order_seq_cst) != 0) return tm_slab_merge(slab, faults);
   return 0;
 }
 
@@ -161,8 +161,8 @@ uint32_t tm_slab_live_count(tm_slab_t *slab)
 {
   uint32_t live = 0;
   for (uint32_t w = 0; w < slab->words; w++) {
-    uint64_t alloc = atomic_load_explicit(&slab->alloc_bits[w], memory_order_relaxed);
-    uint64_t remote = atomic_load_explicit(&slab->remote_bits[w], memory_order_relaxed);
+    uint64_t alloc = atomic_load_explicit(&slab->bits[w].alloc, memory_order_relaxed);
+    uint64_t remote = atomic_load_explicit(&slab->bits[w].remote, memory_order_relaxed);
     uint64_t held = atomic_load_explicit(&slab->quarantine_bits[w], memory_order_relaxed);
     live += (uint32_t)__builtin_popcountll(alloc & ~remote & ~held & ~tm_slab_padding(slab->capacity, w));
   }

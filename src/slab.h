@@ -39,8 +39,8 @@ TM_INLINE bool tm_slab_block_held(tm_slab_t *slab, uint32_t index)
 TM_INLINE bool tm_slab_block_live(tm_slab_t *slab, uint32_t index)
 {
   uint64_t bit = 1ull << (index & 63);
-  return (atomic_load_explicit(&slab->alloc_bits[index >> 6], memory_order_acquire) & bit) &&
-         !(atomic_load_explicit(&slab->remote_bits[index >> 6], memory_order_seq_cst) & bit);
+  return (atomic_load_explicit(&slab->bits[index >> 6].alloc, memory_order_acquire) & bit) &&
+         !(atomic_load_explicit(&slab->bits[index >> 6].remote, memory_order_seq_cst) & bit);
 }
 
 /* Owner only: the lowest free block of the hint word, or NULL when that word
@@ -49,11 +49,11 @@ TM_INLINE bool tm_slab_block_live(tm_slab_t *slab, uint32_t index)
 TM_INLINE bool tm_slab_take_fast(tm_slab_t *slab, void **out)
 {
   uint32_t w = slab->hint;
-  uint64_t bits = atomic_load_explicit(&slab->alloc_bits[w], memory_order_relaxed);
+  uint64_t bits = atomic_load_explicit(&slab->bits[w].alloc, memory_order_relaxed);
   uint64_t bit = ~bits & (bits + 1); /* the lowest clear bit, 0 when the word is full */
-  if (TM_UNLIKELY((bit == 0) | ((atomic_load_explicit(&slab->remote_bits[w], memory_order_seq_cst) & bit) != 0)))
+  if (TM_UNLIKELY((bit == 0) | ((atomic_load_explicit(&slab->bits[w].remote, memory_order_seq_cst) & bit) != 0)))
     return false;
-  atomic_store_explicit(&slab->alloc_bits[w], bits | bit, memory_order_relaxed);
+  atomic_store_explicit(&slab->bits[w].alloc, bits | bit, memory_order_relaxed);
   slab->used++;
   uint32_t index = w * 64 + (uint32_t)__builtin_ctzll(bit);
   *out = (uint8_t *)slab + slab->block0 + (size_t)index * atomic_load_explicit(&slab->block_size, memory_order_relaxed);
@@ -67,10 +67,10 @@ TM_INLINE bool tm_slab_free_local(tm_slab_t *slab, uint32_t index)
 {
   uint32_t w = index >> 6;
   uint64_t bit = 1ull << (index & 63);
-  uint64_t bits = atomic_load_explicit(&slab->alloc_bits[w], memory_order_relaxed);
-  if (TM_UNLIKELY(!(bits & bit) || (atomic_load_explicit(&slab->remote_bits[w], memory_order_seq_cst) & bit)))
+  uint64_t bits = atomic_load_explicit(&slab->bits[w].alloc, memory_order_relaxed);
+  if (TM_UNLIKELY(!(bits & bit) || (atomic_load_explicit(&slab->bits[w].remote, memory_order_seq_cst) & bit)))
     return false;
-  atomic_store_explicit(&slab->alloc_bits[w], bits & ~bit, memory_order_relaxed);
+  atomic_store_explicit(&slab->bits[w].alloc, bits & ~bit, memory_order_relaxed);
   if (w < slab->hint) slab->hint = w;
   slab->used--;
   return true;
@@ -106,7 +106,7 @@ TM_INLINE bool tm_slab_free_remote(tm_slab_t *slab, uint32_t index, void *p, tm_
   if (TM_UNLIKELY(!tm_slab_block_live(slab, index))) return false;
   tm_track_free(p, atomic_load_explicit(&slab->block_size, memory_order_relaxed));
   tm_grace_enter(me);
-  uint64_t before = atomic_fetch_or_explicit(&slab->remote_bits[w], bit, memory_order_seq_cst);
+  uint64_t before = atomic_fetch_or_explicit(&slab->bits[w].remote, bit, memory_order_seq_cst);
   if (before == 0) tm_slab_notify(slab);
   tm_grace_exit(me);
   return (before & bit) == 0;

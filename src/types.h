@@ -30,25 +30,25 @@ typedef struct tm_lock_s {
  * block_size == 0 (and capacity == 0) iff the slot is not a slab.
  *
  * Who writes what:
- * - alloc_bits: the owner only, with plain load + store (no read-modify-write).
- *   Bit i set iff block i is handed out, or i >= capacity (padding, always set).
+ * - bits[w].alloc: the owner only, with plain load + store (no read-modify-
+ *   write). Bit i set iff block i is handed out, or i >= capacity (padding).
  * - used, hint, flags, next/prev: the owner only.
- * - remote_bits: any thread's free of a block it does not own, with fetch_or;
- *   the owner takes bits away with exchange when it merges.
+ * - bits[w].remote: any thread's free of a block it does not own, with
+ *   fetch_or; the owner takes bits away with exchange when it merges.
  * - notify, pending_next: see the notification protocol in slab.c.
  * "The owner" is the heap in `owner`; for an abandoned slab (owner ==
  * TM_OWNER_ARENA) it is whoever holds the arena lock.
  *
  * Invariants (checked by check.c when threads are quiescent):
- * - used == popcount(alloc_bits) - padding;
+ * - used == popcount(alloc bits) - padding;
  * - no clear alloc bit in words below hint;
  * - a block is live iff its alloc bit is set and its remote bit is clear;
  * - a remote bit over a clear alloc bit exists only after two frees of one
  *   block raced; it is reported when found (merge or take), never merged;
  * - notify == TM_NOTIFY_QUEUED iff the slab is on exactly one heap's pending
  *   list, or is about to be pushed there by the thread that queued it.
- * The owner line is read by every free; the remote line and remote_bits are
- * written by other threads and kept off the owner's lines. */
+ * The owner line is read by every free; the remote line is written by other
+ * threads and kept off the owner's. */
 enum { TM_NOTIFY_IDLE = 0, TM_NOTIFY_WANT = 1, TM_NOTIFY_QUEUED = 2 };
 #define TM_SLAB_DESC_SHIFT 11
 #define TM_SLAB_DESC_SIZE  ((size_t)1 << TM_SLAB_DESC_SHIFT)
@@ -74,10 +74,14 @@ typedef struct tm_slab_s {
   /* remote line */
   _Atomic uint32_t notify __attribute__((aligned(64)));
   _Atomic(struct tm_slab_s *) pending_next;
-  _Atomic uint64_t alloc_bits[TM_SLAB_WORDS] __attribute__((aligned(64)));
-  _Atomic uint64_t remote_bits[TM_SLAB_WORDS];
+  /* Word w of both bitmaps side by side: the owner's take and free, and a
+   * remote free, each touch one cache line for them. */
+  struct tm_slab_bits_s {
+    _Atomic uint64_t alloc;
+    _Atomic uint64_t remote;
+  } bits[TM_SLAB_WORDS] __attribute__((aligned(64)));
   /* Detection mode: bit i set while block i waits in a thread's quarantine
-   * (still allocated in alloc_bits; set by the free that claims it with
+   * (still allocated in the alloc bits; set by the free that claims it with
    * fetch_or, cleared when it leaves the quarantine). */
   _Atomic uint64_t quarantine_bits[TM_SLAB_WORDS];
   /* Pads the descriptor to a power of two: a free finds it with a shift and a mask. */
