@@ -21,7 +21,8 @@
  * environment) must fail on every case.
  *
  * Options: --preload LIB (the children run with LD_PRELOAD=LIB), --only TEXT
- * (cases whose name contains TEXT), --list. Every TINYMALLOC_ variable and
+ * (cases whose name contains TEXT), --list, --survey (what another allocator
+ * makes of each bug: CAUGHT when the child died or failed, else MISSED). Every TINYMALLOC_ variable and
  * LD_PRELOAD of the caller's environment is dropped: a case sees only its own.
  * Plain C, no test framework; the parent never uses tinymalloc unless the
  * program is linked with it. */
@@ -352,7 +353,7 @@ static inline int harness_main(int argc, char **argv, void (*register_cases)(voi
 {
   register_cases();
   const char *preload = NULL, *only = NULL;
-  int control = 0, broken = 0;
+  int control = 0, broken = 0, survey = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--case") == 0 && i + 1 < argc) {
       for (int j = 0; j < tm_case_count; j++) {
@@ -373,12 +374,14 @@ static inline int harness_main(int argc, char **argv, void (*register_cases)(voi
       control = 1;
     } else if (strcmp(argv[i], "--broken") == 0) {
       broken = 1;
+    } else if (strcmp(argv[i], "--survey") == 0) {
+      survey = 1;
     } else if (strcmp(argv[i], "--list") == 0) {
       for (int j = 0; j < tm_case_count; j++)
         printf("%s\n", tm_cases[j].name);
       return 0;
     } else {
-      fprintf(stderr, "usage: %s [--preload LIB] [--control | --broken] [--only TEXT] [--list]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--preload LIB] [--control | --broken | --survey] [--only TEXT] [--list]\n", argv[0]);
       return 2;
     }
   }
@@ -400,6 +403,18 @@ static inline int harness_main(int argc, char **argv, void (*register_cases)(voi
     tm_buf_t out = {NULL, 0}, err = {NULL, 0};
     const char *vars = control || broken ? c->control_env : c->env;
     int status = tm_run_child(self, c, vars, preload, &out, &err);
+    if (survey) { /* another allocator: what became of the bug */
+      char st[96];
+      tm_describe_status(status, st, sizeof st);
+      int caught = !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+      if (c->expect == EXPECT_OUTPUT) caught = strstr(out.text, c->out) != NULL;
+      printf("%s %-44s %s: %.*s\n", caught ? "CAUGHT" : "MISSED", c->name, st, (int)strcspn(err.text, "\n"), err.text);
+      ran++;
+      failed += !caught;
+      free(out.text);
+      free(err.text);
+      continue;
+    }
     char why[1024];
     int ok = tm_judge(c, control, status, &out, &err, why, sizeof why);
     ran++;
@@ -410,6 +425,10 @@ static inline int harness_main(int argc, char **argv, void (*register_cases)(voi
     }
     free(out.text);
     free(err.text);
+  }
+  if (survey) {
+    printf("%d of %d bugs caught (the process died or failed)\n", ran - failed, ran);
+    return 0;
   }
   printf("%d of %d cases %s%s\n", ran - failed, ran, control ? "passed unnoticed in the control run" : "passed",
          failed ? "" : ": all");
