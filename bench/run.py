@@ -9,6 +9,10 @@
     bench/run.py --lib /path/to/libtinymalloc-override.so
     bench/run.py --suite FILE    run another suite described by a JSON file
                                  (how docs/mimalloc-bench.md is made)
+    bench/run.py --alloc tinymalloc --variant 'detect=tinymalloc+TINYMALLOC_DETECT=1'
+                                 an allocator run another way: with more environment,
+                                 another library, or the programs built with other
+                                 flags (how docs/detect.md's cost table is made)
 
 It builds what it needs (tinymalloc's override library with the `release`
 preset into build/bench/tinymalloc, the workloads into build/bench/bin),
@@ -62,6 +66,9 @@ OPS = [
     ("realloc", "`malloc(32)`, `realloc` to 100, to 1000, `free`"),
 ]
 OPS_N = 50000  # runs with N and 2N operations
+
+# --variant NAME=BASE[+VAR=VALUE]...[+cflags:FLAGS]: name -> {base, lib, env, cflags, bin}
+VARIANTS = {}
 
 
 def log(msg):
@@ -162,6 +169,42 @@ def newer(target, sources):
     return target.exists() and all(target.stat().st_mtime >= s.stat().st_mtime for s in sources)
 
 
+def parse_variant(text):
+    """NAME=BASE[+VAR=VALUE]...[+cflags:FLAGS] (see --help)."""
+    name, _, spec = text.partition("=")
+    parts = spec.split("+")
+    if not name or not parts[0] or name in ALLOCATORS or not re.fullmatch(r"[\w.-]+", name):
+        die(f"--variant {text!r}: expected NAME=BASE[+VAR=VALUE]...[+cflags:FLAGS] with a new name")
+    v = {"base": parts[0], "env": {}, "cflags": [], "bin": None}
+    for part in parts[1:]:
+        if part.startswith("cflags:"):
+            v["cflags"] += shlex.split(part[len("cflags:"):])
+        elif "=" in part:
+            k, _, val = part.partition("=")
+            v["env"][k] = val
+        else:
+            die(f"--variant {text!r}: {part!r} is neither VAR=VALUE nor cflags:FLAGS")
+    if v["base"] not in ALLOCATORS and not Path(v["base"]).exists():
+        die(f"--variant {text!r}: {v['base']} is neither an allocator ({', '.join(ALLOCATORS)}) nor a library")
+    return name, v
+
+
+def build_variant_programs(name, cflags):
+    """The suite's own programs again, with the variant's flags added, in
+    build/bench/bin-NAME (python and gcc are not ours to rebuild)."""
+    vbin = BUILD / f"bin-{name}"
+    vbin.mkdir(parents=True, exist_ok=True)
+    stamp = vbin / "flags.txt"
+    flags = " ".join(cflags)
+    fresh = stamp.exists() and stamp.read_text() == flags
+    for prog in PROGRAMS:
+        out, src = vbin / prog, BENCH / f"{prog}.c"
+        if not (fresh and newer(out, [src, BENCH / "bench.h"])):
+            sh(["gcc"] + CFLAGS + cflags + ["-o", out, src])
+    stamp.write_text(flags)
+    return vbin
+
+
 def build_programs():
     BIN.mkdir(parents=True, exist_ok=True)
     header = BENCH / "bench.h"
@@ -256,6 +299,8 @@ def scratch():
 
 
 def run_once(w, alloc, lib, timeout, nice):
+    """One run; None when `alloc` is a variant whose programs were rebuilt and
+    this workload is not one of them."""
     tmp = scratch()
     res_file = tmp / "result.txt"
     if res_file.exists():
@@ -263,9 +308,18 @@ def run_once(w, alloc, lib, timeout, nice):
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     env.update(w.get("env", {}))
+    argv = [str(c) for c in w["cmd"]]
+    variant = VARIANTS.get(alloc)
+    if variant:
+        env.update(variant["env"])
+        if variant["bin"]:
+            ours = str(BIN) + "/"
+            if not any(c.startswith(ours) for c in argv):
+                return None
+            argv = [str(variant["bin"]) + "/" + c[len(ours):] if c.startswith(ours) else c for c in argv]
     env["TMRUN_PRELOAD"] = str(lib) if lib else ""
     cmd = ([] if not nice else ["nice", "-n", str(nice)]) + [str(BIN / "tmrun"), str(res_file), str(timeout)] + \
-        [str(c).replace("{tmp}", str(tmp)) for c in w["cmd"]]
+        [c.replace("{tmp}", str(tmp)) for c in argv]
     stdin = w.get("stdin") or os.devnull
     with open(tmp / "stdout.txt", "wb") as so, open(tmp / "stderr.txt", "wb") as se, open(stdin, "rb") as si:
         subprocess.run(cmd, stdin=si, stdout=so, stderr=se, cwd=w.get("cwd", str(tmp)), env=env)
@@ -322,8 +376,11 @@ def run_timing(workloads, libs, runs, timeout, nice):
             k = r % len(allocs)
             for a in allocs[k:] + allocs[:k]:
                 rec = run_once(w, a, libs[a], timeout, nice)
-                results[w["name"]][a].append(rec)
                 done += 1
+                if rec is None:
+                    log(f"[{done:4d}/{total}] {w['name']:<16} {a:<10} run {r + 1}/{runs} n/a (not rebuilt for it)")
+                    continue
+                results[w["name"]][a].append(rec)
                 el = time.monotonic() - t0
                 eta = el / done * (total - done)
                 if rec["ok"]:
@@ -513,7 +570,14 @@ def machine_info():
 def allocator_versions(libs):
     vs = []
     for a in libs:
-        if a == "glibc":
+        if a in VARIANTS:
+            v = VARIANTS[a]
+            base = v["base"] if v["base"] in ALLOCATORS else f"`{v['base']}` preloaded"
+            how = [f"`{k}={val}`" for k, val in v["env"].items()]
+            if v["cflags"]:
+                how.append(f"the suite's own programs built with `{' '.join(v['cflags'])}`")
+            vs.append(f"{a}: {base}" + (" with " + ", ".join(how) if how else ""))
+        elif a == "glibc":
             vs.append(f"glibc {os.confstr('CS_GNU_LIBC_VERSION').split()[-1]}")
         elif a in PACKAGES:
             vs.append(f"{a} {package_version(PACKAGES[a][0])} (Debian `{PACKAGES[a][0]}`)")
@@ -841,6 +905,13 @@ def main():
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite the report and plot from the last run's saved results (e.g. with other "
                          "--notes); with --suite, from the last --suite run")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=BASE[+VAR=VALUE]...[+cflags:FLAGS]",
+                    help="one more column, run after the --alloc ones: BASE is an allocator of the list above "
+                         "(its library is preloaded) or the path of a library to preload; VAR=VALUE goes into "
+                         "the environment of each run; cflags: rebuilds the suite's own programs with FLAGS "
+                         "added (other programs are not run for it); no instruction counts. Repeatable. "
+                         "E.g. detect=tinymalloc+TINYMALLOC_DETECT=1, dislocator=/usr/lib/afl/libdislocator.so, "
+                         "asan=glibc+cflags:-fsanitize=address+ASAN_OPTIONS=detect_leaks=0")
     args = ap.parse_args()
     if args.report_only:
         last = json.loads((BUILD / ("last-run-suite.json" if args.suite else "last-run.json")).read_text())
@@ -868,6 +939,9 @@ def main():
     for a in wanted:
         if a not in ALLOCATORS:
             die(f"unknown allocator {a!r} (known: {', '.join(ALLOCATORS)})")
+    for text in args.variant:
+        name, v = parse_variant(text)
+        VARIANTS[name] = v
 
     tools = {"gcc": "gcc", "cmake": "cmake", "ninja": "ninja-build"}
     missing = [pkg for tool, pkg in tools.items() if shutil.which(tool) is None and (tool == "gcc" or not args.lib)]
@@ -877,12 +951,22 @@ def main():
         tinylib = Path(args.lib).resolve()
         if not tinylib.exists():
             die(f"{tinylib} does not exist")
-    elif "tinymalloc" in wanted:
+    elif "tinymalloc" in wanted or any(v["base"] == "tinymalloc" for v in VARIANTS.values()):
         tinylib = build_tinymalloc(args.jobs)
     else:
         tinylib = None
     build_programs()
     libs = setup_allocators(wanted, tinylib, install=not args.no_install)
+    for name, v in VARIANTS.items():
+        if v["base"] in ALLOCATORS:
+            base_lib = setup_allocators([v["base"]], tinylib, install=not args.no_install)
+            if v["base"] not in base_lib:
+                die(f"--variant {name}: {v['base']} is not available")
+            libs[name] = base_lib[v["base"]]
+        else:
+            libs[name] = Path(v["base"]).resolve()
+        if v["cflags"]:
+            v["bin"] = build_variant_programs(name, v["cflags"])
 
     if suite:
         workloads = suite["workloads"]
@@ -901,7 +985,7 @@ def main():
     kinds = select(OPS, args.only, lambda k: k[0]) if do_callgrind else []
     if args.callgrind_only:
         workloads = []
-    partial = bool(args.only or args.alloc or args.no_callgrind or args.callgrind_only)
+    partial = bool(args.only or args.alloc or args.no_callgrind or args.callgrind_only or VARIANTS)
     out_md = Path(args.out) if args.out else (BUILD / "results.md" if partial and not suite else default_out)
     if args.plot:
         plot = Path(args.plot)
@@ -932,7 +1016,7 @@ def main():
         (BUILD / "results.json").write_text(json.dumps({"results": results, "summary": summary}, indent=1))
     cg = {}
     if kinds:
-        cg = run_callgrind(libs, kinds)
+        cg = run_callgrind({a: lib for a, lib in libs.items() if a not in VARIANTS}, kinds)
         (BUILD / "callgrind.json").write_text(json.dumps(cg, indent=1))
     runs_note = f"median of {runs} run{'s' if runs > 1 else ''}; log scale; shorter is better"
     if summary:
