@@ -135,6 +135,8 @@ void *tinymemalign(size_t alignment, size_t size)
 
 void *tinyaligned_alloc(size_t alignment, size_t size) { return tinymemalign(alignment, size); }
 
+/* errno is kept on success; a failure leaves ENOMEM there, as glibc does
+ * (programs written against glibc read it). */
 int tinyposix_memalign(void **out, size_t alignment, size_t size)
 {
   if (alignment % sizeof(void *) != 0) return EINVAL;
@@ -142,8 +144,8 @@ int tinyposix_memalign(void **out, size_t alignment, size_t size)
   if (bad) return bad;
   int saved = errno;
   void *p = tm_alloc(size, alignment, false);
-  errno = saved;
   if (p == NULL) return ENOMEM;
+  errno = saved;
   *out = p;
   return 0;
 }
@@ -159,7 +161,7 @@ static void tm_free_small(tm_slab_t *slab, uint32_t index, void *p, tm_fault_t *
   uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_relaxed);
   uint32_t features = TM_FEATURES();
   if (!tm_slab_block_live(slab, index) || tm_slab_block_held(slab, index)) {
-    tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, NULL, size, NULL);
+    tm_slab_fault(slab, index, p, fault);
     return;
   }
   if (features & TM_FEATURE_DETECT) {
@@ -173,12 +175,11 @@ static void tm_free_small(tm_slab_t *slab, uint32_t index, void *p, tm_fault_t *
   else if (features & TM_FEATURE_JUNK)
     tm_junk_fill(p, size, TM_JUNK_FREE_BYTE);
   if (heap == NULL || atomic_load_explicit(&slab->owner, memory_order_relaxed) != heap) {
-    if (!tm_slab_free_remote(slab, index, p, heap == &tm_dead_heap ? NULL : heap))
-      tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, NULL, size, NULL);
+    if (!tm_slab_free_remote(slab, index, p, heap == &tm_dead_heap ? NULL : heap)) tm_slab_fault(slab, index, p, fault);
     return;
   }
   if (!tm_slab_free_local(slab, index)) {
-    tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, NULL, size, NULL);
+    tm_slab_fault(slab, index, p, fault);
     return;
   }
   tm_track_free(p, size);
@@ -266,7 +267,7 @@ static size_t tm_usable_classified(const void *p, const tm_ptr_t *ptr, tm_fault_
   if (ptr->kind == TM_PTR_SMALL) {
     if (tm_slab_block_live(ptr->slab, ptr->index) && !tm_slab_block_held(ptr->slab, ptr->index))
       return ptr->block_size;
-    tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, NULL, ptr->block_size, NULL);
+    tm_slab_fault(ptr->slab, ptr->index, p, fault);
     return 0;
   }
   if (ptr->kind == TM_PTR_MEDIUM) return tm_medium_usable(p, fault);

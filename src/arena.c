@@ -211,7 +211,9 @@ void tm_arena_adopt_orphans(tm_arena_t *arena)
     for (size_t slot = 0; slot < TM_SLOTS; slot++) {
       tm_slab_t *slab = &seg->slabs[slot];
       tm_heap_t *owner = atomic_load_explicit(&slab->owner, memory_order_relaxed);
-      atomic_store_explicit(&slab->notify, TM_NOTIFY_IDLE, memory_order_relaxed);
+      /* Written only when it changes: every write of the child copies a page. */
+      if (atomic_load_explicit(&slab->notify, memory_order_relaxed) != TM_NOTIFY_IDLE)
+        atomic_store_explicit(&slab->notify, TM_NOTIFY_IDLE, memory_order_relaxed);
       if (atomic_load_explicit(&slab->block_size, memory_order_relaxed) == 0 || owner == NULL ||
           owner == TM_OWNER_ARENA || owner->alive)
         continue;

@@ -19,6 +19,8 @@
 
 typedef struct {
   int violations;
+  size_t held_large;       /* listed large blocks freed into a quarantine */
+  size_t held_large_heaps; /* the quarantines' count of them */
 } tm_check_t;
 
 static void tm_violation(tm_check_t *chk, const char *what, const void *where, uint64_t number)
@@ -168,9 +170,15 @@ static void tm_check_arena(tm_check_t *chk, tm_arena_t *arena, size_t *cached_ru
     large++;
     large_bytes += l->usable;
     if (tm_segmap_kind((uintptr_t)l) != TM_SEG_LARGE_HEAD) tm_violation(chk, "large block not in the segment map", l, 0);
-    if (l->magic != TM_LARGE_MAGIC || l->arena != arena || !atomic_load_explicit(&l->live, memory_order_relaxed))
-      tm_violation(chk, "large block header corrupt", l, 0);
-    if (l->user_offset + l->usable != l->map_size) tm_violation(chk, "large block extent wrong", l, l->usable);
+    if (l->magic != TM_LARGE_MAGIC || l->arena != arena) tm_violation(chk, "large block header corrupt", l, 0);
+    /* Freed but still listed: it waits in a quarantine (detection mode). */
+    if (!atomic_load_explicit(&l->live, memory_order_relaxed)) {
+      chk->held_large++;
+      if (!l->guarded) tm_violation(chk, "freed large block still listed and not quarantined", l, 0);
+    }
+    size_t extent = l->user_offset + l->usable; /* a guard page may follow (detection mode) */
+    if (extent != l->map_size && !(l->guarded && extent + TM_PAGE_SIZE == l->map_size))
+      tm_violation(chk, "large block extent wrong", l, l->usable);
   }
   for (tm_large_t *l = arena->large_cache; l; l = l->next) {
     cached++;
@@ -210,6 +218,7 @@ static void tm_check_medium_cache(tm_check_t *chk, tm_heap_t *heap, size_t *cach
     tm_violation(chk, "heap medium cache counters wrong", heap, runs);
   /* Medium runs in a quarantine are claimed (cached bit) too. */
   *cached_runs += runs + atomic_load_explicit(&heap->quarantined[0], memory_order_relaxed);
+  chk->held_large_heaps += atomic_load_explicit(&heap->quarantined[1], memory_order_relaxed);
 }
 
 /* Owner-side invariants of a live heap's lists. */
@@ -263,5 +272,7 @@ int tinymalloc_check(void)
   }
   if (!any_lost && heap_cached != marked_cached)
     tm_violation(&chk, "cached medium runs differ from the heaps' caches", NULL, marked_cached);
+  if (!any_lost && chk.held_large != chk.held_large_heaps)
+    tm_violation(&chk, "quarantined large blocks differ from the quarantines' count", NULL, chk.held_large);
   return chk.violations;
 }

@@ -37,7 +37,7 @@ static inline uint8_t tm_canary_byte(uintptr_t a)
 }
 
 /* A fill word at an 8-aligned address. */
-static inline uint64_t tm_fill_word(uintptr_t a) { return TM_OPTION(zero_on_free) ? 0 : tm_secret[1] ^ (a >> 3); }
+static inline uint64_t tm_fill_word(uintptr_t a, bool zero) { return zero ? 0 : tm_secret[1] ^ (a >> 3); }
 
 void tm_detect_canary_write(uint8_t *p, size_t requested, size_t usable)
 {
@@ -55,20 +55,20 @@ size_t tm_detect_canary_check(const uint8_t *p, size_t requested, size_t usable)
 }
 
 /* Blocks are 16-aligned and their sizes multiples of 16: whole words. */
-static void tm_fill_range(uint8_t *p, size_t from, size_t to)
+static void tm_fill_range(uint8_t *p, size_t from, size_t to, bool zero)
 {
   for (size_t i = from; i + 8 <= to; i += 8) {
-    uint64_t w = tm_fill_word((uintptr_t)p + i);
+    uint64_t w = tm_fill_word((uintptr_t)p + i, zero);
     memcpy(p + i, &w, 8);
   }
 }
 
-static size_t tm_fill_range_check(const uint8_t *p, size_t from, size_t to)
+static size_t tm_fill_range_check(const uint8_t *p, size_t from, size_t to, bool zero)
 {
   for (size_t i = from; i + 8 <= to; i += 8) {
     uint64_t w;
     memcpy(&w, p + i, 8);
-    uint64_t want = tm_fill_word((uintptr_t)p + i);
+    uint64_t want = tm_fill_word((uintptr_t)p + i, zero);
     if (w != want) return i + (size_t)__builtin_ctzll(w ^ want) / 8;
   }
   return SIZE_MAX;
@@ -76,27 +76,27 @@ static size_t tm_fill_range_check(const uint8_t *p, size_t from, size_t to)
 
 #define TM_FILL_EDGE ((size_t)32 << 10)
 
-void tm_detect_fill(uint8_t *p, size_t size)
+void tm_detect_fill(uint8_t *p, size_t size, bool zero)
 {
   tm_secret_init();
-  if (TM_OPTION(zero_on_free)) { /* all of it: a read after free must see zeros */
+  if (zero) { /* all of it: a read after free must see zeros */
     memset(p, 0, size);
     return;
   }
   if (size <= 2 * TM_FILL_EDGE) {
-    tm_fill_range(p, 0, size);
+    tm_fill_range(p, 0, size, false);
   } else {
-    tm_fill_range(p, 0, TM_FILL_EDGE);
-    tm_fill_range(p, size - TM_FILL_EDGE, size);
+    tm_fill_range(p, 0, TM_FILL_EDGE, false);
+    tm_fill_range(p, size - TM_FILL_EDGE, size, false);
   }
 }
 
-size_t tm_detect_fill_check(const uint8_t *p, size_t size)
+size_t tm_detect_fill_check(const uint8_t *p, size_t size, bool zero)
 {
   tm_secret_init();
-  if (size <= 2 * TM_FILL_EDGE) return tm_fill_range_check(p, 0, size);
-  size_t at = tm_fill_range_check(p, 0, TM_FILL_EDGE);
-  return at != SIZE_MAX ? at : tm_fill_range_check(p, size - TM_FILL_EDGE, size);
+  if (size <= 2 * TM_FILL_EDGE) return tm_fill_range_check(p, 0, size, zero);
+  size_t at = tm_fill_range_check(p, 0, TM_FILL_EDGE, zero);
+  return at != SIZE_MAX ? at : tm_fill_range_check(p, size - TM_FILL_EDGE, size, zero);
 }
 
 /* ---- Side tables ---------------------------------------------------------------- */
@@ -114,6 +114,12 @@ static tm_detect_table_t *tm_detect_table(tm_segment_t *seg)
     return table;
   }
   return fresh;
+}
+
+void tm_detect_table_release(tm_segment_t *seg)
+{
+  tm_detect_table_t *table = atomic_exchange_explicit(&seg->detect, NULL, memory_order_acq_rel);
+  if (table) tm_os_unmap_meta(table, (sizeof(tm_detect_table_t) + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1));
 }
 
 _Atomic uint16_t *tm_detect_small_entry(tm_segment_t *seg, size_t slot, uint32_t index)
@@ -170,6 +176,15 @@ void tm_quarantine_push(tm_quarantine_t *q, void *p, size_t size)
   q->entry[(q->head + q->count) % q->capacity] = (struct tm_quarantine_entry_s){p, size};
   q->count++;
   q->bytes += size;
+}
+
+void tm_quarantine_release(tm_heap_t *heap)
+{
+  tm_quarantine_t *q = heap->quarantine;
+  if (q == NULL || q->count != 0) return;
+  heap->quarantine = NULL;
+  size_t size = sizeof(tm_quarantine_t) + q->capacity * sizeof(struct tm_quarantine_entry_s);
+  tm_os_unmap_meta(q, (size + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1));
 }
 
 bool tm_quarantine_pop(tm_quarantine_t *q, struct tm_quarantine_entry_s *out)

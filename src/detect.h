@@ -16,8 +16,10 @@
 
 /* Side-table marks (a requested size is stored plus one). */
 #define TM_DETECT_UNKNOWN 0u      /* handed out before the mode was on: no checks */
-#define TM_DETECT_FILLED  0xffffu /* free, carrying the fill pattern (small) */
-#define TM_DETECT_FILLED32 0xffffffffu /* the same, for medium runs */
+#define TM_DETECT_FILLED   0xffffu     /* free, carrying the fill pattern (small) */
+#define TM_DETECT_ZEROED   0xfffeu     /* free, zeroed (zero_on_free was on at its free) */
+#define TM_DETECT_FILLED32 0xffffffffu /* the same two, for medium runs */
+#define TM_DETECT_ZEROED32 0xfffffffeu
 
 /* The per-segment side table, mapped on first use. */
 typedef struct tm_detect_table_s {
@@ -30,7 +32,7 @@ typedef struct tm_quarantine_s {
   size_t capacity, head, count, bytes;
   struct tm_quarantine_entry_s {
     void *p;
-    size_t size; /* bytes the fill covers */
+    size_t size; /* bytes the fill covers; bit 0 set when the fill was zeros */
   } entry[];
 } tm_quarantine_t;
 
@@ -38,6 +40,8 @@ typedef struct tm_quarantine_s {
  * cannot be mapped (then the block goes unchecked). */
 _Atomic uint16_t *tm_detect_small_entry(tm_segment_t *seg, size_t slot, uint32_t index) TM_HIDDEN;
 _Atomic uint32_t *tm_detect_medium_entry(tm_segment_t *seg, size_t page) TM_HIDDEN;
+/* The segment is being unmapped: so is its side table. */
+void tm_detect_table_release(tm_segment_t *seg) TM_HIDDEN;
 /* A run's pages went back to the arena (they may be purged): unknown. */
 void tm_detect_medium_forget(tm_segment_t *seg, size_t page) TM_HIDDEN;
 /* A slab was carved: its entries start unknown. */
@@ -49,9 +53,9 @@ void tm_detect_canary_write(uint8_t *p, size_t requested, size_t usable) TM_HIDD
 size_t tm_detect_canary_check(const uint8_t *p, size_t requested, size_t usable) TM_HIDDEN;
 /* Fills a freed block (the pattern, or zeros with zero_on_free): all of it
  * up to 64 KiB, the first and last 32 KiB of a bigger one. */
-void tm_detect_fill(uint8_t *p, size_t size) TM_HIDDEN;
+void tm_detect_fill(uint8_t *p, size_t size, bool zero) TM_HIDDEN;
 /* The offset of the first byte of a filled block that changed, or SIZE_MAX. */
-size_t tm_detect_fill_check(const uint8_t *p, size_t size) TM_HIDDEN;
+size_t tm_detect_fill_check(const uint8_t *p, size_t size, bool zero) TM_HIDDEN;
 
 /* The calling heap's quarantine (mapped on first use), NULL when none. */
 tm_quarantine_t *tm_quarantine_of(tm_heap_t *heap) TM_HIDDEN;
@@ -60,6 +64,8 @@ tm_quarantine_t *tm_quarantine_of(tm_heap_t *heap) TM_HIDDEN;
 bool tm_quarantine_needs_room(const tm_quarantine_t *q, size_t size) TM_HIDDEN;
 /* Adds a block (the caller made room). */
 void tm_quarantine_push(tm_quarantine_t *q, void *p, size_t size) TM_HIDDEN;
+/* Unmaps an empty quarantine (trim, thread exit); the next free maps one again. */
+void tm_quarantine_release(tm_heap_t *heap) TM_HIDDEN;
 /* Takes the oldest entry (thread exit, trim); false when empty. */
 bool tm_quarantine_pop(tm_quarantine_t *q, struct tm_quarantine_entry_s *out) TM_HIDDEN;
 

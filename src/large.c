@@ -61,8 +61,10 @@ static tm_large_t *tm_large_cache_take(tm_arena_t *arena, size_t map_size, size_
 static tm_large_t *tm_large_refit(tm_large_t *c, size_t map_size, size_t map_align)
 {
   if (c->map_size >= map_size) {
+    /* The excess stays with the block (resident, reused when it is freed
+     * again) unless it dwarfs it: cutting and regrowing costs page faults. */
     size_t excess = c->map_size - map_size;
-    if (excess >= ((size_t)256 << 10) && excess > map_size / 8) {
+    if (excess > 4 * map_size && excess > ((size_t)32 << 20)) {
       tm_os_unmap((uint8_t *)c + map_size, excess);
       c->map_size = map_size;
     }

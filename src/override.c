@@ -124,8 +124,8 @@ TM_EXPORT int malloc_trim(size_t pad)
 TM_EXPORT int mallopt(int param, int value)
 {
   switch (param) {
-  case M_ARENA_MAX:
-    return tinymalloc_option_set("arenas", value) == 0 ? 1 : 0;
+  case M_ARENA_MAX: /* glibc accepts any count: more than tinymalloc has means all of them */
+    return tinymalloc_option_set("arenas", value > TINYMALLOC_MAX_ARENAS ? TINYMALLOC_MAX_ARENAS : value) == 0 ? 1 : 0;
   case M_PERTURB:
     return tinymalloc_option_set("junk", value != 0 ? 1 : 0) == 0 ? 1 : 0;
   case M_MXFAST:

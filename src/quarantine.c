@@ -53,8 +53,9 @@ void tm_detect_small_out(void *p, size_t requested, size_t usable, tm_faults_t *
   uint32_t index = tm_slab_index(slab, (uintptr_t)p & (TM_SLAB_SIZE - 1));
   _Atomic uint16_t *entry = tm_detect_small_entry(tm_segment_of(p), slab->slot, index);
   if (entry == NULL) return;
-  if (atomic_load_explicit(entry, memory_order_relaxed) == TM_DETECT_FILLED) {
-    size_t at = tm_detect_fill_check(p, usable);
+  uint16_t mark = atomic_load_explicit(entry, memory_order_relaxed);
+  if (mark == TM_DETECT_FILLED || mark == TM_DETECT_ZEROED) {
+    size_t at = tm_detect_fill_check(p, usable, mark == TM_DETECT_ZEROED);
     if (at != SIZE_MAX) tm_waf_fault(faults, p, usable, at, "was handed out again");
   }
   tm_detect_canary_write(p, requested, usable);
@@ -66,8 +67,9 @@ void tm_detect_medium_out(void *p, size_t requested, size_t usable, tm_faults_t 
   tm_segment_t *seg = tm_segment_of(p);
   _Atomic uint32_t *entry = tm_detect_medium_entry(seg, tm_page_of(seg, p));
   if (entry == NULL) return;
-  if (atomic_load_explicit(entry, memory_order_relaxed) == TM_DETECT_FILLED32) {
-    size_t at = tm_detect_fill_check(p, usable);
+  uint32_t mark = atomic_load_explicit(entry, memory_order_relaxed);
+  if (mark == TM_DETECT_FILLED32 || mark == TM_DETECT_ZEROED32) {
+    size_t at = tm_detect_fill_check(p, usable, mark == TM_DETECT_ZEROED32);
     if (at != SIZE_MAX) tm_waf_fault(faults, p, usable, at, "was handed out again");
   }
   tm_detect_canary_write(p, requested, usable);
@@ -89,12 +91,12 @@ size_t tm_detect_requested(const void *p, const tm_ptr_t *ptr)
   if (ptr->kind == TM_PTR_SMALL) {
     _Atomic uint16_t *entry = tm_detect_small_entry(tm_segment_of(p), ptr->slab->slot, ptr->index);
     stored = entry ? atomic_load_explicit(entry, memory_order_relaxed) : 0;
-    if (stored == TM_DETECT_FILLED) stored = 0;
+    if (stored >= TM_DETECT_ZEROED) stored = 0;
   } else if (ptr->kind == TM_PTR_MEDIUM) {
     tm_segment_t *seg = tm_segment_of(p);
     _Atomic uint32_t *entry = tm_detect_medium_entry(seg, tm_page_of(seg, p));
     stored = entry ? atomic_load_explicit(entry, memory_order_relaxed) : 0;
-    if (stored == TM_DETECT_FILLED32) stored = 0;
+    if (stored >= TM_DETECT_ZEROED32) stored = 0;
   } else if (ptr->kind == TM_PTR_LARGE) {
     stored = ptr->large->requested;
   }
@@ -107,6 +109,8 @@ size_t tm_detect_requested(const void *p, const tm_ptr_t *ptr)
 static void tm_detect_release(tm_heap_t *heap, void *p, size_t size, tm_faults_t *faults)
 {
   uintptr_t a = (uintptr_t)p;
+  bool zero = size & 1;
+  size &= ~(size_t)1;
   if (tm_segmap_kind(a) != TM_SEG_ARENA) { /* large: inaccessible while it waited */
     tm_fault_t ignored;
     tm_large_t *large = tm_large_find(p, &ignored);
@@ -114,7 +118,7 @@ static void tm_detect_release(tm_heap_t *heap, void *p, size_t size, tm_faults_t
     if (large) tm_large_release(large);
     return;
   }
-  size_t at = tm_detect_fill_check(p, size);
+  size_t at = tm_detect_fill_check(p, size, zero);
   if (at != SIZE_MAX) tm_waf_fault(faults, p, size, at, "left the quarantine");
   tm_slab_t *slab = tm_slab_of(a);
   if (atomic_load_explicit(&slab->block_size, memory_order_relaxed) == 0) {
@@ -129,18 +133,18 @@ static void tm_detect_release(tm_heap_t *heap, void *p, size_t size, tm_faults_t
 }
 
 /* Holds a claimed, checked, filled block: in `heap`'s quarantine, or (no
- * quarantine) freed at once. */
-static void tm_detect_hold(tm_heap_t *heap, void *p, size_t size, tm_faults_t *faults)
+ * quarantine) freed at once. `zero`: the fill was zeros. */
+static void tm_detect_hold(tm_heap_t *heap, void *p, size_t size, bool zero, tm_faults_t *faults)
 {
   tm_quarantine_t *q = heap ? tm_quarantine_of(heap) : NULL;
   if (q == NULL) {
-    tm_detect_release(heap, p, size, faults);
+    tm_detect_release(heap, p, size | zero, faults);
     return;
   }
   struct tm_quarantine_entry_s old;
-  while (tm_quarantine_needs_room(q, size) && tm_quarantine_pop(q, &old))
+  while (tm_quarantine_needs_room(q, size | zero) && tm_quarantine_pop(q, &old))
     tm_detect_release(heap, old.p, old.size, faults);
-  tm_quarantine_push(q, p, size);
+  tm_quarantine_push(q, p, size | zero);
 }
 
 void tm_detect_flush(tm_heap_t *heap, tm_faults_t *faults)
@@ -149,6 +153,7 @@ void tm_detect_flush(tm_heap_t *heap, tm_faults_t *faults)
   struct tm_quarantine_entry_s old;
   while (tm_quarantine_pop(heap->quarantine, &old))
     tm_detect_release(heap, old.p, old.size, faults);
+  tm_quarantine_release(heap);
 }
 
 /* ---- The checked free ------------------------------------------------------------------ */
@@ -160,18 +165,19 @@ static void tm_detect_free_small(const tm_ptr_t *ptr, void *p, tm_heap_t *heap, 
   uint64_t bit = 1ull << (index & 63);
   if (!tm_slab_block_live(slab, index) ||
       (atomic_fetch_or_explicit(&slab->quarantine_bits[index >> 6], bit, memory_order_acq_rel) & bit)) {
-    tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, NULL, size, NULL);
+    tm_slab_fault(slab, index, p, fault);
     return;
   }
   _Atomic uint16_t *entry = tm_detect_small_entry(tm_segment_of(p), slab->slot, index);
   uint16_t stored = entry ? atomic_load_explicit(entry, memory_order_relaxed) : TM_DETECT_UNKNOWN;
-  if (stored != TM_DETECT_UNKNOWN && stored != TM_DETECT_FILLED) {
+  if (stored != TM_DETECT_UNKNOWN && stored < TM_DETECT_ZEROED) {
     size_t at = tm_detect_canary_check(p, stored - 1u, size);
     if (at != SIZE_MAX) tm_overflow_fault(fault, p, stored - 1u, at);
   }
-  tm_detect_fill(p, size);
-  if (entry) atomic_store_explicit(entry, TM_DETECT_FILLED, memory_order_relaxed);
-  tm_detect_hold(heap, p, size, faults);
+  bool zero = TM_OPTION(zero_on_free) != 0;
+  tm_detect_fill(p, size, zero);
+  if (entry) atomic_store_explicit(entry, zero ? TM_DETECT_ZEROED : TM_DETECT_FILLED, memory_order_relaxed);
+  tm_detect_hold(heap, p, size, zero, faults);
 }
 
 static void tm_detect_free_medium(void *p, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults)
@@ -182,14 +188,15 @@ static void tm_detect_free_medium(void *p, tm_heap_t *heap, tm_fault_t *fault, t
   tm_segment_t *seg = tm_segment_of(p);
   _Atomic uint32_t *entry = tm_detect_medium_entry(seg, tm_page_of(seg, p));
   uint32_t stored = entry ? atomic_load_explicit(entry, memory_order_relaxed) : TM_DETECT_UNKNOWN;
-  if (stored != TM_DETECT_UNKNOWN && stored != TM_DETECT_FILLED32) {
+  if (stored != TM_DETECT_UNKNOWN && stored < TM_DETECT_ZEROED32) {
     size_t at = tm_detect_canary_check(p, stored - 1u, usable);
     if (at != SIZE_MAX) tm_overflow_fault(fault, p, stored - 1u, at);
   }
-  tm_detect_fill(p, usable);
-  if (entry) atomic_store_explicit(entry, TM_DETECT_FILLED32, memory_order_relaxed);
+  bool zero = TM_OPTION(zero_on_free) != 0;
+  tm_detect_fill(p, usable, zero);
+  if (entry) atomic_store_explicit(entry, zero ? TM_DETECT_ZEROED32 : TM_DETECT_FILLED32, memory_order_relaxed);
   if (heap) tm_quarantine_count(heap, 0, usable, true);
-  tm_detect_hold(heap, p, usable, faults);
+  tm_detect_hold(heap, p, usable, zero, faults);
 }
 
 static void tm_detect_free_large(tm_large_t *large, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults)
@@ -205,7 +212,7 @@ static void tm_detect_free_large(tm_large_t *large, tm_heap_t *heap, tm_fault_t 
   large->guarded = true;
   tm_os_protect((uint8_t *)large + TM_PAGE_SIZE, large->map_size - TM_PAGE_SIZE, false);
   if (heap) tm_quarantine_count(heap, 1, large->usable, true);
-  tm_detect_hold(heap, p, large->usable, faults);
+  tm_detect_hold(heap, p, large->usable, false, faults);
 }
 
 void tm_detect_free(void *p, const tm_ptr_t *ptr, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults)

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "bitmap.h"
+#include "detect.h"
 #include "grace.h"
 #include "os.h"
 #include "segment.h"
@@ -41,6 +42,7 @@ void tm_segment_unmap(tm_segment_t *seg)
   /* FREED, not NONE: a later free of a pointer into it is named a stale free. */
   tm_segmap_set((uintptr_t)seg, TM_SEGMENT_SIZE, TM_SEG_FREED, TM_SEG_FREED);
   tm_grace_wait();
+  tm_detect_table_release(seg);
   tm_os_unmap(seg, TM_SEGMENT_SIZE);
 }
 

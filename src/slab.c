@@ -44,6 +44,7 @@ void tm_slab_carve(tm_slab_t *slab, unsigned cls, tm_heap_t *owner)
   slab->hint = 0;
   slab->flags = 0;
   slab->next = slab->prev = NULL;
+  atomic_store_explicit(&slab->high, 1, memory_order_relaxed); /* the fast path takes from word 0 */
   for (uint32_t w = 0; w < TM_SLAB_WORDS; w++) {
     atomic_store_explicit(&slab->bits[w].alloc, tm_slab_padding(capacity, w), memory_order_relaxed);
     atomic_store_explicit(&slab->bits[w].remote, 0, memory_order_relaxed);
@@ -86,7 +87,9 @@ void *tm_slab_take(tm_slab_t *slab, tm_faults_t *faults)
         tm_faults_add(faults, TINYMALLOC_ERROR_DOUBLE_FREE, p, tm_raced_detail, size);
     }
     atomic_store_explicit(&slab->bits[w].alloc, bits | bit, memory_order_relaxed);
-    slab->hint = w;
+    slab->hint = w; /* the only place the hint moves up: `high` follows it here */
+    if (w >= atomic_load_explicit(&slab->high, memory_order_relaxed))
+      atomic_store_explicit(&slab->high, w + 1, memory_order_relaxed);
     slab->used++;
     return p;
   }
@@ -155,6 +158,15 @@ void tm_slab_notify(tm_slab_t *slab)
     atomic_store_explicit(&slab->pending_next, head, memory_order_relaxed);
   } while (!atomic_compare_exchange_weak_explicit(&owner->pending, &head, slab, memory_order_release,
                                                   memory_order_relaxed));
+}
+
+void tm_slab_fault(tm_slab_t *slab, uint32_t index, const void *p, tm_fault_t *fault)
+{
+  uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_relaxed);
+  if ((index >> 6) >= atomic_load_explicit(&slab->high, memory_order_relaxed))
+    tm_fault_set(fault, TINYMALLOC_ERROR_INVALID_FREE, p, "a block of this slab never handed out", size, NULL);
+  else
+    tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, NULL, size, NULL);
 }
 
 uint32_t tm_slab_live_count(tm_slab_t *slab)

@@ -111,6 +111,9 @@ TM_INLINE bool tm_slab_free_remote(tm_slab_t *slab, uint32_t index, void *p, tm_
   tm_grace_exit(me);
   return (before & bit) == 0;
 }
+/* The fault of a free of block `index` that is not live: a double free, or
+ * an invalid free of a block never handed out. */
+void tm_slab_fault(tm_slab_t *slab, uint32_t index, const void *p, tm_fault_t *fault) TM_HIDDEN;
 /* Live blocks per the bitmaps (readers other than the owner: exact when quiescent). */
 uint32_t tm_slab_live_count(tm_slab_t *slab) TM_HIDDEN;
 

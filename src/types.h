@@ -71,6 +71,8 @@ typedef struct tm_slab_s {
   uint32_t last_block_size; /* block size before the slot was released (reports) */
   _Atomic(struct tm_heap_s *) owner;
   struct tm_slab_s *next, *prev; /* the owner's partial/full list, or the arena's abandoned list */
+  _Atomic uint32_t high; /* words ever allocated from: blocks are taken lowest first, so a block
+                            in a word at or past this was never handed out (reports) */
   /* remote line */
   _Atomic uint32_t notify __attribute__((aligned(64)));
   _Atomic(struct tm_slab_s *) pending_next;
