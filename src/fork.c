@@ -13,6 +13,7 @@
 #include "arena.h"
 #include "error.h"
 #include "heap.h"
+#include "large.h"
 #include "fork.h"
 #include "lock.h"
 #include "medium.h"
@@ -34,6 +35,7 @@ static void tm_fork_child(void)
     if (tm_arenas[i].lost || mine[i]) continue;
     tm_arena_adopt_orphans(&tm_arenas[i]);
     tm_medium_fork_child(&tm_arenas[i], me);
+    tm_large_fork_child(&tm_arenas[i], me);
   }
   bool usable = false;
   for (uint32_t i = 0; i < count; i++)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "arena.h"
+#include "detect.h"
 #include "grace.h"
 #include "heap.h"
 #include "init.h"
@@ -413,10 +414,17 @@ void tm_heap_fork_child(void)
     if (heap == me) continue;
     uint32_t e = atomic_load_explicit(&heap->remote_epoch, memory_order_relaxed);
     atomic_store_explicit(&heap->remote_epoch, e + (e & 1), memory_order_relaxed);
-    /* Its medium cache may be torn: the arenas take the runs back (fork.c). */
+    /* Its medium cache and quarantine may be torn: the arenas take their
+     * medium runs and large blocks back (fork.c); its quarantined small
+     * blocks stay allocated and leak. */
     memset(heap->medium_cache_count, 0, sizeof heap->medium_cache_count);
     atomic_store_explicit(&heap->medium_cached_runs, 0, memory_order_relaxed);
     atomic_store_explicit(&heap->medium_cached_bytes, 0, memory_order_relaxed);
+    if (heap->quarantine) heap->quarantine->count = heap->quarantine->bytes = 0;
+    for (int k = 0; k < 2; k++) {
+      atomic_store_explicit(&heap->quarantined[k], 0, memory_order_relaxed);
+      atomic_store_explicit(&heap->quarantined_bytes[k], 0, memory_order_relaxed);
+    }
     if (heap == &tm_orphan_heap || heap == &tm_dead_heap || !heap->alive) continue;
     heap->alive = false;
     if (!pool_torn) { /* its slabs are adopted by the arenas; the heap is reused */

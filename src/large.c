@@ -6,6 +6,7 @@
  * It never reads the block. */
 #include <errno.h>
 
+#include "detect.h"
 #include "large.h"
 #include "lock.h"
 #include "options.h"
@@ -239,6 +240,19 @@ void tm_large_free(tm_large_t *large, tm_fault_t *fault)
   /* TINYMALLOC_ZERO_ON_FREE: a cached mapping must not keep the old data. */
   if (TM_UNLIKELY(TM_FEATURES() & TM_FEATURE_ZERO)) tm_os_purge(tm_large_user(large), large->usable);
   tm_large_release(large);
+}
+
+void tm_large_fork_child(tm_arena_t *arena, const tm_heap_t *me)
+{
+  const tm_quarantine_t *q = me ? me->quarantine : NULL;
+  for (tm_large_t *large = arena->large, *next; large; large = next) {
+    next = large->next;
+    if (atomic_load_explicit(&large->live, memory_order_relaxed)) continue;
+    bool mine = false;
+    for (size_t i = 0; q && i < q->count && !mine; i++)
+      mine = q->entry[(q->head + i) % q->capacity].p == tm_large_user(large);
+    if (!mine) tm_large_release(large);
+  }
 }
 
 tm_large_t *tm_large_cache_expire(tm_arena_t *arena, uint32_t tick, bool all)

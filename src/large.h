@@ -29,6 +29,9 @@ void tm_large_release(tm_large_t *large) TM_HIDDEN;
  * address and usable size, or NULL (nothing changed). */
 void *tm_large_resize(tm_large_t *large, size_t need, bool may_move, size_t *usable) TM_HIDDEN;
 
+/* Fork child, no other thread: freed large blocks still listed that wait in
+ * no quarantine of `me` (vanished threads' quarantines) are released. */
+void tm_large_fork_child(tm_arena_t *arena, const tm_heap_t *me) TM_HIDDEN;
 /* Arena lock held: unlinks the cached mappings older than `tick` - 1 (all of
  * them when `all`), returns them as a list for tm_large_unmap_list. */
 tm_large_t *tm_large_cache_expire(tm_arena_t *arena, uint32_t tick, bool all) TM_HIDDEN;

@@ -306,6 +306,15 @@ void tm_medium_cache_forget_lost(tm_heap_t *heap)
   }
 }
 
+/* Detection mode: the run waits in the heap's quarantine (claimed too). */
+static bool tm_medium_in_quarantine(const tm_heap_t *heap, const void *p)
+{
+  const tm_quarantine_t *q = heap ? heap->quarantine : NULL;
+  for (size_t i = 0; q && i < q->count; i++)
+    if (q->entry[(q->head + i) % q->capacity].p == p) return true;
+  return false;
+}
+
 void tm_medium_fork_child(tm_arena_t *arena, tm_heap_t *me)
 {
   for (tm_segment_t *seg = arena->segments; seg; seg = seg->next) {
@@ -316,7 +325,8 @@ void tm_medium_fork_child(tm_arena_t *arena, tm_heap_t *me)
         size_t pages = tm_run_pages(seg, page);
         if (!tm_run_starts(seg, page)) {
           tm_run_unclaim(seg, page); /* a stale claim that was about to be withdrawn */
-        } else if (!tm_medium_in_cache(me, tm_page_addr(seg, page), pages)) {
+        } else if (!tm_medium_in_cache(me, tm_page_addr(seg, page), pages) &&
+                   !tm_medium_in_quarantine(me, tm_page_addr(seg, page))) {
           tm_medium_give_back(arena, seg, page, pages);
         }
       }

@@ -26,8 +26,9 @@ void tm_medium_release(tm_heap_t *heap, void *p, size_t pages) TM_HIDDEN;
  * returns the new usable size, or 0 when it cannot (nothing changed). The
  * caller has validated `p` and tracked a shrink already. */
 size_t tm_medium_resize(void *p, size_t need) TM_HIDDEN;
-/* Fork child, no other thread, `arena` usable: runs cached by heaps other
- * than `me` (vanished threads, possibly mid-update) go back to the arena. */
+/* Fork child, no other thread, `arena` usable: runs cached or quarantined by
+ * heaps other than `me` (vanished threads, possibly mid-update) go back to
+ * the arena. */
 void tm_medium_fork_child(tm_arena_t *arena, tm_heap_t *me) TM_HIDDEN;
 /* Fork child: `heap`'s cached runs in lost arenas are given up (leaked). */
 void tm_medium_cache_forget_lost(tm_heap_t *heap) TM_HIDDEN;
