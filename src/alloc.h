@@ -22,7 +22,7 @@ TM_INLINE void *tm_malloc_inline(size_t size)
 {
   tm_heap_t *heap = tm_thread_heap;
   if (TM_LIKELY(heap != NULL && size <= TM_SMALL_MAX - TM_TRACK_REDZONE && TM_FEATURES() == 0)) {
-    unsigned cls = tm_size_class(size + TM_TRACK_REDZONE);
+    size_t cls = tm_size_class(size + TM_TRACK_REDZONE);
     tm_slab_t *slab = heap->current[cls];
     void *p;
     if (TM_LIKELY(slab != NULL) && TM_LIKELY(tm_slab_take_fast(slab, &p))) {

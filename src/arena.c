@@ -218,11 +218,14 @@ void tm_arena_adopt_orphans(tm_arena_t *arena)
           owner == TM_OWNER_ARENA || owner->alive)
         continue;
       uint32_t allocated = 0;
-      for (uint32_t w = 0; w < slab->words; w++)
-        allocated += (uint32_t)__builtin_popcountll(atomic_load_explicit(&slab->bits[w].alloc, memory_order_relaxed) &
-                                                    ~tm_slab_padding(slab->capacity, w));
+      uint64_t free_words = 0;
+      for (uint32_t w = 0; w < slab->words; w++) {
+        uint64_t alloc = atomic_load_explicit(&slab->bits[w].alloc, memory_order_relaxed);
+        allocated += (uint32_t)__builtin_popcountll(alloc & ~tm_slab_padding(slab->capacity, w));
+        if (alloc != ~0ull) free_words |= 1ull << w;
+      }
       slab->used = allocated;
-      slab->hint = 0;
+      slab->free_words = free_words;
       slab->flags = 0;
       atomic_store_explicit(&slab->owner, TM_OWNER_ARENA, memory_order_relaxed);
       tm_slab_list_push(&arena->abandoned[slab->class_index], slab);

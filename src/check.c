@@ -75,7 +75,8 @@ static void tm_check_slab(tm_check_t *chk, tm_segment_t *seg, size_t slot, tm_sl
     if ((alloc & padding) != padding) tm_violation(chk, "slab padding bit clear", start, w);
     if (remote & ~alloc) tm_violation(chk, "remote-free bit over a free block", start, w);
     if (remote & padding) tm_violation(chk, "remote-free bit over padding", start, w);
-    if (w < slab->hint && (alloc | padding) != ~0ull) tm_violation(chk, "free block below the slab hint", start, w);
+    if ((((slab->free_words >> w) & 1) != 0) != ((alloc | padding) != ~0ull) && w < slab->words)
+      tm_violation(chk, "slab free-word summary disagrees with its bitmap", start, w);
     allocated += (uint32_t)__builtin_popcountll(alloc & ~padding);
   }
   if (allocated != slab->used) tm_violation(chk, "slab used count differs from its bitmap", start, slab->used);

@@ -41,10 +41,10 @@ void tm_slab_carve(tm_slab_t *slab, unsigned cls, tm_heap_t *owner)
   slab->words = (uint8_t)((capacity + 63) / 64);
   slab->reciprocal = (uint32_t)((((uint64_t)1 << 32) + size - 1) / size);
   slab->used = 0;
-  slab->hint = 0;
+  slab->free_words = slab->words == 64 ? ~0ull : (1ull << slab->words) - 1;
   slab->flags = 0;
   slab->next = slab->prev = NULL;
-  atomic_store_explicit(&slab->high, 1, memory_order_relaxed); /* the fast path takes from word 0 */
+  atomic_store_explicit(&slab->high, 0, memory_order_relaxed);
   for (uint32_t w = 0; w < TM_SLAB_WORDS; w++) {
     atomic_store_explicit(&slab->bits[w].alloc, tm_slab_padding(capacity, w), memory_order_relaxed);
     atomic_store_explicit(&slab->bits[w].remote, 0, memory_order_relaxed);
@@ -75,26 +75,23 @@ static const char tm_raced_detail[] = "two frees of this block raced";
 void *tm_slab_take(tm_slab_t *slab, tm_faults_t *faults)
 {
   uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_relaxed);
-  for (uint32_t w = slab->hint; w < slab->words; w++) {
-    uint64_t bits = atomic_load_explicit(&slab->bits[w].alloc, memory_order_relaxed);
-    if (bits == ~0ull) continue;
-    unsigned b = (unsigned)__builtin_ctzll(~bits);
-    uint64_t bit = 1ull << b;
-    uint8_t *p = tm_slab_block(slab, w * 64 + b, size);
-    if (atomic_load_explicit(&slab->bits[w].remote, memory_order_seq_cst) & bit) {
-      /* A stale free of a free block: take the mark back, then the block. */
-      if (atomic_fetch_and_explicit(&slab->bits[w].remote, ~bit, memory_order_seq_cst) & bit)
-        tm_faults_add(faults, TINYMALLOC_ERROR_DOUBLE_FREE, p, tm_raced_detail, size);
-    }
-    atomic_store_explicit(&slab->bits[w].alloc, bits | bit, memory_order_relaxed);
-    slab->hint = w; /* the only place the hint moves up: `high` follows it here */
-    if (w >= atomic_load_explicit(&slab->high, memory_order_relaxed))
-      atomic_store_explicit(&slab->high, w + 1, memory_order_relaxed);
-    slab->used++;
-    return p;
+  uint64_t words = slab->free_words;
+  if (words == 0) return NULL;
+  uint32_t w = (uint32_t)__builtin_ctzll(words);
+  uint64_t bits = atomic_load_explicit(&slab->bits[w].alloc, memory_order_relaxed);
+  uint64_t bit = ~bits & (bits + 1);
+  uint8_t *p = tm_slab_block(slab, w * 64 + (uint32_t)__builtin_ctzll(bit), size);
+  if (atomic_load_explicit(&slab->bits[w].remote, memory_order_seq_cst) & bit) {
+    /* A stale free of a free block: take the mark back, then the block. */
+    if (atomic_fetch_and_explicit(&slab->bits[w].remote, ~bit, memory_order_seq_cst) & bit)
+      tm_faults_add(faults, TINYMALLOC_ERROR_DOUBLE_FREE, p, tm_raced_detail, size);
   }
-  slab->hint = slab->words - 1u;
-  return NULL;
+  atomic_store_explicit(&slab->bits[w].alloc, bits | bit, memory_order_relaxed);
+  if ((bits | bit) == ~0ull) slab->free_words = words & ~(1ull << w);
+  if (w >= atomic_load_explicit(&slab->high, memory_order_relaxed))
+    atomic_store_explicit(&slab->high, w + 1, memory_order_relaxed);
+  slab->used++;
+  return p;
 }
 
 uint32_t tm_slab_merge(tm_slab_t *slab, tm_faults_t *faults)
@@ -108,7 +105,7 @@ uint32_t tm_slab_merge(tm_slab_t *slab, tm_faults_t *faults)
     if (valid) {
       atomic_store_explicit(&slab->bits[w].alloc, alloc & ~valid, memory_order_relaxed);
       freed += (uint32_t)__builtin_popcountll(valid);
-      if (w < slab->hint) slab->hint = w;
+      slab->free_words |= 1ull << w;
     }
     for (; stale; stale &= stale - 1) {
       uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_relaxed);

@@ -43,19 +43,23 @@ TM_INLINE bool tm_slab_block_live(tm_slab_t *slab, uint32_t index)
          !(atomic_load_explicit(&slab->bits[index >> 6].remote, memory_order_seq_cst) & bit);
 }
 
-/* Owner only: the lowest free block of the hint word, or NULL when that word
- * is full or the block carries a remote bit (two frees raced on it): the slow
- * path (tm_slab_take) handles both. */
+/* Owner only: the lowest free block, or false when the slab has none or
+ * that block carries a remote bit (two frees raced on it): the slow path
+ * (tm_slab_take) handles both. */
 TM_INLINE bool tm_slab_take_fast(tm_slab_t *slab, void **out)
 {
-  uint32_t w = slab->hint;
+  uint64_t words = slab->free_words;
+  if (TM_UNLIKELY(words == 0)) return false;
+  size_t w = (size_t)__builtin_ctzll(words);
   uint64_t bits = atomic_load_explicit(&slab->bits[w].alloc, memory_order_relaxed);
-  uint64_t bit = ~bits & (bits + 1); /* the lowest clear bit, 0 when the word is full */
-  if (TM_UNLIKELY((bit == 0) | ((atomic_load_explicit(&slab->bits[w].remote, memory_order_seq_cst) & bit) != 0)))
-    return false;
+  uint64_t bit = ~bits & (bits + 1); /* the lowest clear bit */
+  if (TM_UNLIKELY(atomic_load_explicit(&slab->bits[w].remote, memory_order_seq_cst) & bit)) return false;
   atomic_store_explicit(&slab->bits[w].alloc, bits | bit, memory_order_relaxed);
+  if ((bits | bit) == ~0ull) slab->free_words = words & ~(1ull << w);
+  if (TM_UNLIKELY(w >= atomic_load_explicit(&slab->high, memory_order_relaxed)))
+    atomic_store_explicit(&slab->high, (uint32_t)w + 1, memory_order_relaxed);
   slab->used++;
-  uint32_t index = w * 64 + (uint32_t)__builtin_ctzll(bit);
+  size_t index = w * 64 + (size_t)__builtin_ctzll(bit);
   *out = (uint8_t *)slab + slab->block0 + (size_t)index * atomic_load_explicit(&slab->block_size, memory_order_relaxed);
   return true;
 }
@@ -65,13 +69,13 @@ TM_INLINE bool tm_slab_take_fast(tm_slab_t *slab, void **out)
  * is pending. */
 TM_INLINE bool tm_slab_free_local(tm_slab_t *slab, uint32_t index)
 {
-  uint32_t w = index >> 6;
+  size_t w = index >> 6;
   uint64_t bit = 1ull << (index & 63);
   uint64_t bits = atomic_load_explicit(&slab->bits[w].alloc, memory_order_relaxed);
   if (TM_UNLIKELY(!(bits & bit) || (atomic_load_explicit(&slab->bits[w].remote, memory_order_seq_cst) & bit)))
     return false;
   atomic_store_explicit(&slab->bits[w].alloc, bits & ~bit, memory_order_relaxed);
-  if (w < slab->hint) slab->hint = w;
+  slab->free_words |= 1ull << w;
   slab->used--;
   return true;
 }

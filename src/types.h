@@ -32,7 +32,7 @@ typedef struct tm_lock_s {
  * Who writes what:
  * - bits[w].alloc: the owner only, with plain load + store (no read-modify-
  *   write). Bit i set iff block i is handed out, or i >= capacity (padding).
- * - used, hint, flags, next/prev: the owner only.
+ * - used, free_words, high, flags, next/prev: the owner only.
  * - bits[w].remote: any thread's free of a block it does not own, with
  *   fetch_or; the owner takes bits away with exchange when it merges.
  * - notify, pending_next: see the notification protocol in slab.c.
@@ -41,7 +41,7 @@ typedef struct tm_lock_s {
  *
  * Invariants (checked by check.c when threads are quiescent):
  * - used == popcount(alloc bits) - padding;
- * - no clear alloc bit in words below hint;
+ * - free_words bit w set iff alloc word w has a clear bit;
  * - a block is live iff its alloc bit is set and its remote bit is clear;
  * - a remote bit over a clear alloc bit exists only after two frees of one
  *   block raced; it is reported when found (merge or take), never merged;
@@ -60,21 +60,21 @@ typedef struct tm_slab_s {
   uint32_t reciprocal; /* ceil(2^32 / block_size): index = offset * reciprocal >> 32 */
   uint32_t capacity;
   uint32_t used;
-  uint32_t hint;
-  uint32_t block0; /* first block minus this descriptor's address: derivable from slot,
-                      kept so that the allocation fast path needs one load (an offset,
-                      not a pointer, so no tool scanning metadata mistakes it for one) */
+  uint64_t free_words; /* bit w set iff word w has a clear alloc bit: ctz finds the lowest */
+  uint32_t block0;     /* first block minus this descriptor's address: derivable from slot,
+                          kept so that the allocation fast path needs one load (an offset,
+                          not a pointer, so no tool scanning metadata mistakes it for one) */
   uint8_t class_index;
   uint8_t slot;  /* position in the segment: the slab starts at segment + slot * 64 KiB */
   uint8_t flags; /* TM_SLAB_FULL, TM_SLAB_EMPTY_KEPT */
   uint8_t words; /* bitmap words in use: ceil(capacity / 64) */
-  uint32_t last_block_size; /* block size before the slot was released (reports) */
   _Atomic(struct tm_heap_s *) owner;
   struct tm_slab_s *next, *prev; /* the owner's partial/full list, or the arena's abandoned list */
   _Atomic uint32_t high; /* words ever allocated from: blocks are taken lowest first, so a block
                             in a word at or past this was never handed out (reports) */
   /* remote line */
   _Atomic uint32_t notify __attribute__((aligned(64)));
+  uint32_t last_block_size; /* block size before the slot was released (reports) */
   _Atomic(struct tm_slab_s *) pending_next;
   /* Word w of both bitmaps side by side: the owner's take and free, and a
    * remote free, each touch one cache line for them. */
@@ -91,6 +91,7 @@ typedef struct tm_slab_s {
 } tm_slab_t;
 
 _Static_assert(sizeof(tm_slab_t) == TM_SLAB_DESC_SIZE, "slab descriptor size");
+_Static_assert(offsetof(tm_slab_t, notify) == 64, "the owner line is one cache line");
 
 /* The owner of an abandoned slab: the arena (its lock holder). Never a heap
  * any thread has, so a free never takes the owner's path for it. */
