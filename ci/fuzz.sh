@@ -12,7 +12,7 @@ usage: ci/fuzz.sh [options]
   --engine libfuzzer|afl   fuzzing engine (default libfuzzer)
   --time SECONDS           total time budget, shared by the harnesses (default 240)
   --jobs N                 fuzzing processes per harness (default 1)
-  --harness NAME           fuzz only this harness (ops, threads, misuse); repeatable
+  --harness NAME           fuzz only this harness (ops, threads, misuse, fork); repeatable
   --merge                  merge new coverage-increasing inputs into corpus/<harness>/
   --coverage               also report src/ line coverage of the resulting corpus
   --no-install             do not install missing Debian packages
@@ -104,10 +104,10 @@ fuzz_libfuzzer() {
   cp -n "$root/corpus/$h/"* "$dir/corpus/" 2>/dev/null || true
   rm -f "$dir"/job-*.log
   local pids=() j
+  tmf_libfuzzer_flags "$root" "$h"
   for ((j = 0; j < jobs; j++)); do
-    "$bin" -max_total_time="$per_harness" -dict="$root/fuzz/$h.dict" -max_len=4096 -timeout=30 \
-      -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$dir/crashes/" -seed=$((j + 1)) \
-      "$dir/corpus" >"$dir/job-$j.log" 2>&1 &
+    "$bin" -max_total_time="$per_harness" "${TMF_LF_FLAGS[@]}" -timeout=30 -print_final_stats=1 \
+      -artifact_prefix="$dir/crashes/" -seed=$((j + 1)) "$dir/corpus" >"$dir/job-$j.log" 2>&1 &
     pids+=($!)
   done
   local start=$SECONDS p
@@ -131,7 +131,8 @@ fuzz_afl() {
   local h=$1 dir=$work/$h
   local bin=$root/build/fuzz-afl/fuzz/afl_$h
   tmf_afl_env
-  mkdir -p "$dir"
+  mkdir -p "$dir/crashes"
+  tmf_afl_harness_env "$root" "$h" "$dir/crashes/"
   local seeds=$dir/seeds
   rm -rf "$seeds"
   mkdir -p "$seeds"
@@ -145,7 +146,7 @@ fuzz_afl() {
     local input=(-i "$seeds")
     [ ${#resume[@]} -eq 0 ] || input=("${resume[@]}")
     AFL_AUTORESUME=1 afl-fuzz "${input[@]}" -o "$dir/out" "${role[@]}" -x "$root/fuzz/$h.dict" \
-      -V "$per_harness" -t 10000 -m none -- "$bin" >"$dir/job-$j.log" 2>&1 &
+      -V "$per_harness" -t 20000 -m none -- "$bin" >"$dir/job-$j.log" 2>&1 &
     pids+=($!)
   done
   local start=$SECONDS p
@@ -185,7 +186,10 @@ report() {
     local f
     while IFS= read -r f; do
       [ -n "$f" ] || continue
-      printf '    finding: %s\n' "$f"
+      case $(basename "$f") in
+      window-*) printf '    finding: %s (the runs since the last deep check: fails alone)\n' "$f" ;;
+      *) printf '    finding: %s\n' "$f" ;;
+      esac
       printf '      reproduce: %s %q\n' "$engine_cmd" "$f"
       printf '      or plain:  %s %q\n' "$replay" "$f"
     done < <(find "$crashes" -type f ! -name README.txt | sort)
@@ -204,7 +208,7 @@ if [ "$merge" -eq 1 ]; then
     [ "$engine" = libfuzzer ] || src=$work/$h/out/main/queue
     before=$(ls "$root/corpus/$h" | wc -l)
     # Edges only (no hit counts): keep corpus/ small, one input per new edge.
-    "$root/build/fuzz-libfuzzer/fuzz/fuzz_$h" -merge=1 -use_counters=0 -max_len=4096 "$root/corpus/$h" "$src" \
+    "$root/build/fuzz-libfuzzer/fuzz/fuzz_$h" -merge=1 -use_counters=0 -max_len="$(tmf_max_len "$h")" "$root/corpus/$h" "$src" \
       >"$work/$h/merge.log" 2>&1 || { tail -n 20 "$work/$h/merge.log" >&2; exit 1; }
     tmf_log "$h: merged $(($(ls "$root/corpus/$h" | wc -l) - before)) new inputs into corpus/$h"
   done

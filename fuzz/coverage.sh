@@ -25,7 +25,7 @@ for h in "${harnesses[@]}"; do
   objects+=(-object "$dir/fuzz/replay_$h")
 done
 # The same corpus once more under options taken from the environment.
-if [ ${#harnesses[@]} -eq 3 ]; then
+if [ ${#harnesses[@]} -eq ${#TMF_HARNESSES[@]} ]; then
   LLVM_PROFILE_FILE="$dir/profiles/env-%p.profraw" tmf_replay_with_env_options "$dir/fuzz" "$root" ||
     { echo "replay with environment options failed" >&2; exit 1; }
 fi

@@ -10,10 +10,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 (MALLOC, CALLOC, REALLOC, REALLOC_ZERO, FREE, MEMALIGN, POSIX_MEMALIGN, ALIGNED_ALLOC,
  USABLE_SIZE, CHECK, REALLOCARRAY, BAD_REQUEST, TRIM, FREE_RANGE, BURST, OPTION,
- BULK_ALLOC, BULK_FREE, FORK) = range(19)
-DOUBLE_FREE, INTERIOR_FREE, FOREIGN_FREE, BAD_REALLOC, BAD_USABLE, REMOTE_DOUBLE_FREE = range(19, 25)
-YIELD, SPIN, EXIT = range(19, 22)
+ BULK_ALLOC, BULK_FREE, STATS) = range(19)
+(DOUBLE_FREE, INTERIOR_FREE, FOREIGN_FREE, BAD_REALLOC, BAD_USABLE, REMOTE_DOUBLE_FREE,
+ HANDLER, CANCEL) = range(19, 27)
+YIELD, SPIN, EXIT, CONTEND, RACE_FREE, LATE_FREE, SYNC, RESIZE_RACE = range(19, 27)
+FORK, FORK_THREADS, FORK_SIGNAL = range(19, 22)
 MARKER = b"\xff\xfeTM"
+RUN_MARKER = b"\xff\xfeRS"
 
 BOUNDARIES = [
     0, 1, 8, 15, 16, 17, 32, 48, 64, 96, 112, 128, 129, 160, 192, 224, 256, 320, 384, 448,
@@ -27,23 +30,24 @@ def u16(v):
 
 
 def sz(n):
-    """Encodes a request of about n bytes with the most specific selector."""
+    """Encodes a request of about n bytes with the most specific selector
+    (fuzz/common.c: tmf_decode_size, selector % 32)."""
     if n == 0:
-        return bytes([15, 0, 0])
+        return bytes([31, 0, 0])
     if n <= 1024:
         return bytes([0]) + u16(n)
     if n <= 16384:
-        return bytes([3]) + u16(n)
+        return bytes([12]) + u16(n)
     if n <= (1 << 20):
-        return bytes([6]) + u16((n - 16385) >> 4)
-    return bytes([9]) + u16(min(65535, (n - (1 << 20) - 1) // 48))
+        return bytes([20]) + u16((n - 16385) >> 4)
+    return bytes([22]) + u16(min(65535, (n - (1 << 20) - 1) // 48))
 
 
 def boundary(i, delta=0):
     """The boundary size BOUNDARIES[i] + delta (delta in -2..2)."""
     for v in range(65536):
         if v % len(BOUNDARIES) == i and (v >> 8) % 5 == delta + 2:
-            return bytes([10]) + u16(v)
+            return bytes([23]) + u16(v)
     raise ValueError(i)
 
 
@@ -97,6 +101,7 @@ def ops_seeds():
         b"".join(op(USABLE_SIZE, i) for i in range(32)) + op(FREE_RANGE, 0, 3) + op(FREE_RANGE, 18, 4) + \
         op(TRIM) + op(CHECK) + op(OPTION, 1, 0) + op(FREE_RANGE, 5, 6) + op(TRIM) + op(CHECK) + op(OPTION, 1, 25)
     s["bad-requests"] = b"".join(op(BAD_REQUEST, v, k) for v in range(9) for k in (0, 1, 7)) + \
+        b"".join(op(BAD_REQUEST, 8, k) for k in (22, 23, 46, 47, 70, 71)) + \
         op(MALLOC, 3, sz(100)) + op(MALLOC, 1, sz(50000)) + op(MALLOC, 7, sz(2 << 20)) + \
         op(BAD_REQUEST, 4, 3) + op(BAD_REQUEST, 4, 1) + op(BAD_REQUEST, 4, 7) + op(CHECK)
     burst = b""
@@ -135,8 +140,15 @@ def ops_seeds():
                 slot += 1
         many += op(FREE_RANGE, 0, 255)
     s["aligned-many"] = many + op(CHECK)
-    s["fork"] = b"".join(op(MALLOC, i, sz(n)) for i, n in enumerate(SMALL + MEDIUM + LARGE)) + \
-        op(FORK, 1) + op(FORK, 20) + op(FREE_RANGE, 0, 8) + op(FORK, 9) + op(FORK, 200)
+    s["stats"] = b"".join(op(MALLOC, i, sz(n)) + op(STATS) for i, n in enumerate(SMALL + MEDIUM + LARGE)) + \
+        op(BULK_ALLOC, u16(300), sz(40)) + op(STATS) + op(FREE_RANGE, 0, 12) + op(STATS) + op(BULK_FREE, 0) + op(STATS)
+    # several runs in one input: the allocator stays warm between them (the
+    # state a fuzzing process runs inputs in), the deep check after the last
+    s["warm-runs"] = RUN_MARKER.join([
+        b"".join(op(MALLOC, i, sz(n)) for i, n in enumerate(SMALL + MEDIUM)) + op(FREE_RANGE, 0, 30),
+        op(BULK_ALLOC, u16(2000), sz(48)) + op(BULK_FREE, 1) + op(BULK_FREE, 0),
+        op(BURST, 0, 63, sz(4096)) + op(TRIM) + op(FREE_RANGE, 0, 64),
+        b"".join(op(MALLOC, i, sz(n)) for i, n in enumerate(LARGE)) + op(REALLOC, 0, sz(100)) + op(CHECK)])
     s["mixed"] = bytes((i * 37 + 11) % 256 for i in range(600))
     return s
 
@@ -177,6 +189,20 @@ def misuse_seeds():
         rel += op(BURST, 0, 63, sz(n)) + op(FREE_RANGE, 1, 63) + op(DOUBLE_FREE, 0) + op(TRIM) + \
             op(FOREIGN_FREE, 6, u16(0))
     s["released-slab"] = rel
+    # reentrancy: the handler allocates and frees small, medium and large
+    # blocks while it handles each kind of report, for blocks of each kind
+    s["reentrant-medium"] = op(MALLOC, 0, sz(40000)) + op(DOUBLE_FREE, 0)
+    re = op(HANDLER, 31) + blocks
+    for i in range(6):
+        re += op(INTERIOR_FREE, i, u16(17)) + op(BAD_USABLE, 3 | 0x80, u16(1)) + op(DOUBLE_FREE, i) + \
+            op(FOREIGN_FREE, 6, u16(0)) + op(BAD_REALLOC, 6, u16(0)) + sz(100)
+    s["reentrant-all"] = re + op(FOREIGN_FREE, 0, u16(8)) + op(HANDLER, 7) + blocks + \
+        b"".join(op(REMOTE_DOUBLE_FREE, i) for i in range(6))
+    # misuse by a thread with a pending cancellation
+    ca = blocks
+    for i in range(6):
+        ca += op(CANCEL, i, 1) + op(CANCEL, i, 0)
+    s["cancel"] = ca + op(CANCEL, 0, 2) + op(OPTION, 4, 0) + op(MALLOC, 0, sz(24)) + op(CANCEL, 0, 0) + op(OPTION, 4, 1)
     s["mixed"] = bytes((i * 53 + 5) % 256 for i in range(500))
     return s
 
@@ -202,7 +228,6 @@ def threads_seeds():
                            frees, reallocs, op(BULK_FREE, 0), op(FREE_RANGE, 0, 255))
     churn = b"".join(op(MALLOC, i % 16, sz(24 + i)) + op(FREE, (i + 5) % 16) for i in range(200))
     s["churn-3"] = streams(1, churn, churn.replace(bytes([FREE]), bytes([REALLOC_ZERO])), churn + op(TRIM))
-    s["fork-with-threads"] = streams(0, alloc + op(FORK, 0) + op(FORK, 3), op(BULK_ALLOC, u16(800), sz(64)) + op(FORK, 1) + op(BULK_FREE, 0))
     s["trim-race"] = streams(0, alloc + op(TRIM) + frees, op(TRIM) + op(BULK_ALLOC, u16(500), sz(64)) + op(TRIM) + op(BULK_FREE, 0))
     # two threads churning medium runs in the same arena at the same time
     def medium_loop(base):
@@ -216,7 +241,59 @@ def threads_seeds():
     fill = b"".join(op(BURST, 16 * k, 15, sz(n)) for k, n in enumerate([4096, 8192, 16384, 2048]))
     s["remote-refill"] = streams(0, fill + op(SPIN, 255) * 8 + b"".join(op(MALLOC, 100 + i, sz(4096)) for i in range(40)),
                                  op(SPIN, 255) * 2 + op(FREE_RANGE, 0, 64))
+    # contention: producers replace blocks in lock-free slots while up to 8
+    # consumers free them (remote frees) and the owners merge; shape bits:
+    # 0 two producers, 1-3 consumers - 1, 4-5 slots 4 << n, 6 owner frees
+    # too, 7 consumers realloc; last byte: rounds 32 * (1 + n % 32)
+    s["contend-16"] = streams(0, op(CONTEND, 0x3e, sz(16), 31), op(CONTEND, 0x3f, sz(16), 31))
+    s["contend-mixed"] = streams(1, op(CONTEND, 0x7e, sz(4096), 15) + op(CONTEND, 0x0e, sz(48), 31),
+                                 op(CONTEND, 0xbf, sz(200), 15), alloc + frees)
+    s["contend-owner-frees"] = streams(0, op(CONTEND, 0x5e, sz(1024), 31) + op(CONTEND, 0x4b, sz(16000), 31))
+    # a few blocks per slab: the owner runs out of room and merges remote
+    # frees all the time, while up to 8 consumers free remotely
+    s["contend-merge"] = streams(0, b"".join(op(CONTEND, 0x3e, sz(n), 31) for n in (16384, 12288, 8192, 16000)),
+                                 b"".join(op(CONTEND, 0x3f, sz(n), 31) for n in (16384, 6000, 10000)))
+    # two or three threads free one block at once (mode bit 0: the caller
+    # does not free, bit 1: two helpers); the allocator may report it once
+    s["race-free"] = streams(0, b"".join(op(MALLOC, i, sz(n)) + op(RACE_FREE, i, i % 4) + op(MALLOC, i, sz(n))
+                                         for i, n in enumerate([16, 100, 1000, 4000, 16384, 30000, 300000, 2 << 20] * 4)),
+                             op(BURST, 64, 63, sz(32)) + op(SYNC) + b"".join(op(RACE_FREE, 64 + i, i % 4) for i in range(60)))
+    # thread lifecycle: TSD destructors free (and allocate) in the last
+    # destructor round, after the allocator handed the heap back (mode bits
+    # 0, 1: also a small/medium one, 2: medium/large instead, 4: allocate too)
+    s["late-free"] = streams(0, b"".join(op(LATE_FREE, m, sz(n)) for m, n in [(0, 24), (0x13, 100), (0x17, 5000),
+                                                                            (0x10, 40000), (3, 2 << 20)]),
+                             alloc + op(EXIT), op(LATE_FREE, 0x11, sz(64)) + frees)
+    # realloc while another thread frees the neighbours (mode 0) or maps and
+    # unmaps large blocks (mode 1) next to a large block that shrinks and grows
+    s["resize-race-medium"] = streams(0, b"".join(op(RESIZE_RACE, 8 * i, 0, sz(n)) for i, n in enumerate(
+        [20000, 100000, 300000, 800000])), alloc + op(SYNC) + frees)
+    s["resize-race-large"] = streams(0, op(RESIZE_RACE, 3, 1, sz(10)) + op(RESIZE_RACE, 3, 7, sz(100)),
+                                     b"".join(op(MALLOC, 10 + i, sz(3 << 20)) + op(FREE, 10 + i) for i in range(8)))
+    s["sync"] = streams(1, alloc + op(SYNC) + frees + op(SYNC), op(SYNC) + reallocs + op(SYNC),
+                        op(SYNC) + op(BULK_ALLOC, u16(500), sz(24)) + op(SYNC) + op(BULK_FREE, 0))
     s["mixed"] = bytes([4]) + bytes((i * 29 + 3) % 256 for i in range(700))
+    return s
+
+
+def fork_seeds():
+    s = {}
+    blocks = b"".join(op(MALLOC, i, sz(n)) for i, n in enumerate(SMALL + MEDIUM + LARGE))
+    # fork with blocks live; mode bits: 0 child verifies every block, 1 child
+    # reallocs an inherited block, 2 child frees everything it inherited
+    s["fork-live"] = blocks + op(FORK, 1, 1) + op(FORK, 20, 7) + op(FREE_RANGE, 0, 8) + op(FORK, 9, 2) + \
+        op(BULK_ALLOC, u16(1000), sz(64)) + op(FORK, 200, 4) + op(BULK_FREE, 0)
+    # fork while 1-3 threads allocate (shape bits 0-1 threads - 1, 2 medium,
+    # 3 large, 4 realloc, 5 the stdio pair, 6-7 forks - 1)
+    s["fork-threads"] = op(FORK_THREADS, 0x02, sz(100)) + op(FORK_THREADS, 0x5e, sz(3000)) + blocks + \
+        op(FORK_THREADS, 0xc1, sz(24))
+    s["fork-stdio"] = op(FORK_THREADS, 0xe0, sz(200)) + op(FORK_THREADS, 0xf6, sz(40))
+    # fork from a signal handler that interrupts an allocation (shape bits
+    # 0-2 period 10 << n us, 3-5 rounds, 5 realloc, 6 medium, 7 four forks)
+    s["fork-signal-medium"] = op(FORK_SIGNAL, 0x40 | 0x38 | 0x80 | 1, sz(40000))
+    s["fork-signal"] = op(FORK_SIGNAL, 0x3a | 0x80, sz(64)) + op(FORK_SIGNAL, 0x22 | 0x80, sz(2 << 20)) + \
+        blocks + op(FORK_SIGNAL, 0x63, sz(5000))
+    s["mixed"] = bytes((i * 41 + 7) % 256 for i in range(400))
     return s
 
 
@@ -240,7 +317,7 @@ def dictionary(harness):
     """Tokens: one template per op, every boundary size, the alignments."""
     names = ["malloc", "calloc", "realloc", "realloc_zero", "free", "memalign", "posix_memalign",
              "aligned_alloc", "usable_size", "check", "reallocarray", "bad_request", "trim",
-             "free_range", "burst", "option", "bulk_alloc", "bulk_free", "fork"]
+             "free_range", "burst", "option", "bulk_alloc", "bulk_free", "stats"]
     samples = {
         MALLOC: op(MALLOC, 1, sz(100)), CALLOC: op(CALLOC, 2, 3, sz(3000)), REALLOC: op(REALLOC, 1, sz(40000)),
         REALLOC_ZERO: op(REALLOC_ZERO, 1), FREE: op(FREE, 1), MEMALIGN: op(MEMALIGN, 3, align(12), sz(5000)),
@@ -249,7 +326,7 @@ def dictionary(harness):
         CHECK: op(CHECK), REALLOCARRAY: op(REALLOCARRAY, 1, 4, sz(4000)), BAD_REQUEST: op(BAD_REQUEST, 4, 1),
         TRIM: op(TRIM), FREE_RANGE: op(FREE_RANGE, 0, 64), BURST: op(BURST, 0, 63, sz(1024)),
         OPTION: op(OPTION, 0, 1), BULK_ALLOC: op(BULK_ALLOC, u16(4096), sz(16)), BULK_FREE: op(BULK_FREE, 2),
-        FORK: op(FORK, 1)}
+        STATS: op(STATS)}
     lines = ["# fuzz/%s.dict: tokens for the %s harness (generated by fuzz/gen_corpus.py)." % (harness, harness),
              "# Op templates, boundary sizes and alignments; encoding in fuzz/README.md."]
     for code, data in samples.items():
@@ -260,13 +337,29 @@ def dictionary(harness):
                            ("bad_realloc", op(BAD_REALLOC, 0x83, u16(1)) + sz(64)),
                            ("bad_usable_size", op(BAD_USABLE, 5, u16(32))),
                            ("remote_double_free", op(REMOTE_DOUBLE_FREE, 1)),
-                           ("stale_free", op(FOREIGN_FREE, 6, u16(0)))]:
+                           ("stale_free", op(FOREIGN_FREE, 6, u16(0))),
+                           ("handler_all", op(HANDLER, 31)), ("handler_none", op(HANDLER, 0)),
+                           ("cancel_double_free", op(CANCEL, 1, 0)), ("cancel_interior", op(CANCEL, 1, 1)),
+                           ("cancel_stats", op(CANCEL, 0, 2))]:
             lines.append('op_%s="%s"' % (name, esc(data)))
     if harness == "threads":
         lines.append('stream_marker="%s"' % esc(MARKER))
         lines.append('op_yield="%s"' % esc(op(YIELD)))
         lines.append('op_spin="%s"' % esc(op(SPIN, 100)))
         lines.append('op_exit="%s"' % esc(op(EXIT)))
+        for name, data in [("contend_16", op(CONTEND, 0x3e, sz(16), 31)), ("contend_4k", op(CONTEND, 0x7f, sz(4096), 15)),
+                           ("race_free", op(RACE_FREE, 1, 0)), ("race_free_remote", op(RACE_FREE, 1, 3)),
+                           ("late_free", op(LATE_FREE, 0x13, sz(100))), ("sync", op(SYNC)),
+                           ("resize_race", op(RESIZE_RACE, 1, 0, sz(100000))),
+                           ("resize_race_large", op(RESIZE_RACE, 1, 1, sz(10)))]:
+            lines.append('op_%s="%s"' % (name, esc(data)))
+    if harness == "fork":
+        for name, data in [("fork", op(FORK, 1, 1)), ("fork_threads", op(FORK_THREADS, 0x5e, sz(3000))),
+                           ("fork_stdio", op(FORK_THREADS, 0xe0, sz(200))),
+                           ("fork_signal", op(FORK_SIGNAL, 0xf9, sz(40000)))]:
+            lines.append('op_%s="%s"' % (name, esc(data)))
+    if harness != "threads":
+        lines.append('run_marker="%s"' % esc(RUN_MARKER))
     for i, b in enumerate(BOUNDARIES):
         lines.append('size_%d="%s"' % (b, esc(boundary(i))))
     for shift in (4, 6, 12, 13, 16, 20, 22):
@@ -276,8 +369,9 @@ def dictionary(harness):
 
 
 if __name__ == "__main__":
-    for h in ("ops", "misuse", "threads"):
+    for h in ("ops", "misuse", "threads", "fork"):
         dictionary(h)
     write("ops", ops_seeds())
     write("misuse", misuse_seeds())
     write("threads", threads_seeds())
+    write("fork", fork_seeds())

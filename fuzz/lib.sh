@@ -3,7 +3,7 @@
 # installation, the build flavours under build/fuzz-*, and logging. It must
 # never touch anything outside build/fuzz-* (and corpus/ when merging).
 
-TMF_HARNESSES=(ops threads misuse)
+TMF_HARNESSES=(ops threads misuse fork)
 
 tmf_log() { printf '[fuzz %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -53,7 +53,56 @@ tmf_build() {
 tmf_build_plain() { tmf_build "$1" "$1/build/fuzz-plain" "${@:2}" -- ; }
 tmf_build_libfuzzer() { tmf_build "$1" "$1/build/fuzz-libfuzzer" "${@:2}" -- -DCMAKE_C_COMPILER=clang -DTINYMALLOC_FUZZ=ON; }
 tmf_build_afl() {
-  tmf_build "$1" "$1/build/fuzz-afl" "${@:2}" -- -DCMAKE_C_COMPILER=afl-clang-fast
+  tmf_build "$1" "$1/build/fuzz-afl" "${@:2}" -- -DCMAKE_C_COMPILER=afl-clang-fast || return 1
+  tmf_build_afl_mutators "$1"
+}
+
+# The AFL++ custom mutators, one shared library per harness
+# (build/fuzz-afl/afl-mutator-<h>.so), built with the plain compiler: they run
+# inside afl-fuzz, not inside the target.
+tmf_build_afl_mutators() {
+  local root=$1 h out
+  for h in "${TMF_HARNESSES[@]}"; do
+    out=$root/build/fuzz-afl/afl-mutator-$h.so
+    if [ ! -f "$out" ] || [ -n "$(find "$root/fuzz" -newer "$out" -name '*mutator*.c' -o -newer "$out" -name 'grammar.[ch]')" ]; then
+      cc -std=c11 -O2 -shared -fPIC -Wall -Wextra -Werror -DTMF_MUTATOR_HARNESS="\"$h\"" -I"$root/fuzz" \
+        "$root/fuzz/afl_mutator.c" "$root/fuzz/mutator.c" "$root/fuzz/grammar.c" -o "$out" || return 1
+    fi
+  done
+}
+
+# The environment of an afl-fuzz run of harness $2: the structure-aware
+# mutator, and where a warm-mode failure saves its window ($3, a prefix).
+tmf_afl_harness_env() {
+  local root=$1 h=$2
+  export AFL_CUSTOM_MUTATOR_LIBRARY=$root/build/fuzz-afl/afl-mutator-$h.so
+  export TMF_ARTIFACT_PREFIX=$3
+}
+
+# Writes to $2 the smallest seed of harness $1 that allocates: one malloc
+# (threads: after the header byte), to measure what the fuzzer finds alone.
+tmf_one_op_seed() {
+  case $1 in
+  threads) printf '\x00\x00\x01\x00\x40\x00' >"$2" ;;
+  *) printf '\x00\x01\x00\x40\x00' >"$2" ;;
+  esac
+}
+
+# The longest input the engines make for a harness: an op is 1 to 14 bytes,
+# so 1 KiB holds a couple of hundred ops (threads: several streams).
+tmf_max_len() { case $1 in threads) echo 2048 ;; *) echo 1024 ;; esac; }
+
+# Sets TMF_LF_FLAGS to the libFuzzer flags every run of harness $2 uses
+# (besides time, corpus and artifacts): its input size and dictionary, and
+# for ops and misuse the energy of an input scaled down with its execution
+# time (the fuzzer spends its time on the cheap inputs that reach the same
+# code). Not for threads and fork: there a slow input (a contention episode,
+# a fork storm) is often the one that hits a race, and must run again and
+# again.
+tmf_libfuzzer_flags() {
+  local root=$1 h=$2
+  TMF_LF_FLAGS=(-max_len="$(tmf_max_len "$h")" -dict="$root/fuzz/$h.dict" -rss_limit_mb=4096)
+  case $h in ops | misuse) TMF_LF_FLAGS+=(-entropic_scale_per_exec_time=1) ;; esac
 }
 tmf_build_tsan() { tmf_build "$1" "$1/build/fuzz-tsan" "${@:2}" -- -DCMAKE_C_COMPILER=clang -DTMF_SANITIZE=thread; }
 tmf_build_valgrind() { tmf_build "$1" "$1/build/fuzz-valgrind" "${@:2}" -- -DCMAKE_C_COMPILER=clang -DTMF_TRACK=valgrind; }

@@ -6,7 +6,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "ops.h"
@@ -81,14 +80,21 @@ void tmf_ops_put(tmf_ops_t *ctx, unsigned slot, const tmf_block_t *b)
   if (old_addr != 0) tmf_ops_release(&old);
 }
 
-/* False when adding `size` bytes would exceed the harness's memory budget. */
-static bool within_budget(tmf_ops_t *ctx, size_t size)
+bool tmf_ops_budget(tmf_ops_t *ctx, size_t size, size_t count, size_t alignment)
 {
+  size_t total;
+  if (__builtin_mul_overflow(size, count, &total)) return false;
+  size_t big = 0;
+  if (size > TMF_SMALL_LIMIT || alignment > TMF_CANARY_PAGE) big = total + (alignment > TMF_CANARY_PAGE ? alignment : 0);
   ops_lock(ctx);
-  bool ok = size <= TMF_MAX_LIVE_BYTES && ctx->shadow.requested_bytes + size <= TMF_MAX_LIVE_BYTES;
+  bool ok = total <= TMF_MAX_LIVE_BYTES && ctx->shadow.requested_bytes + total <= TMF_MAX_LIVE_BYTES &&
+            (big == 0 || (big <= TMF_BIG_BYTES_PER_RUN && ctx->big_bytes + big <= TMF_BIG_BYTES_PER_RUN));
+  if (ok) ctx->big_bytes += big;
   ops_unlock(ctx);
   return ok;
 }
+
+static bool within_budget(tmf_ops_t *ctx, size_t size) { return tmf_ops_budget(ctx, size, 1, 0); }
 
 static void adopt_and_put(tmf_ops_t *ctx, unsigned slot, void *p, size_t requested, size_t alignment, bool zeroed,
                           const char *what)
@@ -109,7 +115,14 @@ static void op_realloc(tmf_ops_t *ctx, unsigned slot, size_t size, size_t nmemb,
     if (had) tmf_ops_put(ctx, slot, &old);
     return;
   }
-  if (had) tmf_pattern_check((const unsigned char *)old.addr, old.usable, old.id, 0, old.usable, "realloc (before)");
+  /* The bytes just below the end of what realloc must preserve get the
+   * pattern too, so that a copy that stops short shows at its end. */
+  size_t kept = had ? (old.usable < total ? old.usable : total) : 0;
+  size_t boundary = kept > TMF_CANARY_EDGE ? kept - TMF_CANARY_EDGE : 0;
+  if (had) {
+    tmf_pattern_check((const unsigned char *)old.addr, old.usable, old.id, 0, old.usable, "realloc (before)");
+    tmf_pattern_fill_dense((unsigned char *)old.addr, old.id, boundary, kept);
+  }
   void *oldp = had ? (void *)old.addr : NULL;
   void *p = array ? tinyreallocarray(oldp, nmemb, size) : tinyrealloc(oldp, size);
   if (total == 0 && had) {
@@ -126,9 +139,9 @@ static void op_realloc(tmf_ops_t *ctx, unsigned slot, size_t size, size_t nmemb,
     b.usable = tinymalloc_usable_size(p);
     TMF_REQUIRE(b.usable >= total, "realloc: usable size %zu < requested %zu", b.usable, total);
     TMF_REQUIRE(b.addr % 16 == 0, "realloc returned %p, not 16-aligned", p);
-    size_t kept = old.usable < total ? old.usable : total;
-    /* The old block's pattern coverage decides which bytes were written. */
+    /* The old block's canaries below `kept`, and its last bytes. */
     tmf_pattern_check(p, old.usable, old.id, 0, kept, "realloc (preserved prefix)");
+    tmf_pattern_check_dense(p, old.id, boundary, kept, "realloc (end of the preserved prefix)");
     tmf_pattern_fill(p, b.usable, b.id, 0, b.usable);
   } else {
     b = tmf_block_adopt(p, total, 16, tmf_ops_new_id(ctx), false);
@@ -138,7 +151,7 @@ static void op_realloc(tmf_ops_t *ctx, unsigned slot, size_t size, size_t nmemb,
 
 static void op_aligned(tmf_ops_t *ctx, unsigned opcode, unsigned slot, size_t alignment, size_t size)
 {
-  if (!within_budget(ctx, size + alignment)) return;
+  if (!tmf_ops_budget(ctx, size, 1, alignment)) return;
   bool valid = is_power_of_two(alignment);
   if (opcode == TMF_OP_POSIX_MEMALIGN) {
     void *out = (void *)&out; /* must stay untouched on failure */
@@ -207,17 +220,36 @@ static void op_bad_request(tmf_ops_t *ctx, tmf_reader_t *r)
     p = tinymalloc(((size_t)1 << 46) * 3 + k);
     TMF_REQUIRE(p == NULL && errno == ENOMEM, "malloc(192 TiB) = %p errno %d", p, errno);
     break;
-  case 8:
-    /* An alignment far beyond the promised 1 GiB: the mapping cannot be
-     * made on a normal machine; if it can, it must still be a good block. */
-    p = tinymemalign((size_t)1 << (40 + k % 6), 16);
+  case 8: {
+    /* A power-of-two alignment far beyond what can be mapped (up to 2^63):
+     * valid, so the failure is ENOMEM, never EINVAL, from every entry point;
+     * if the mapping can be made, it must still be a good block. */
+    unsigned shift = 40 + (unsigned)(k % 24);
+    size_t alignment = (size_t)1 << shift;
+    switch (k / 24 % 3) {
+    case 0:
+      p = tinymemalign(alignment, 16);
+      break;
+    case 1:
+      p = tinyaligned_alloc(alignment, 16);
+      break;
+    default: {
+      void *out = NULL;
+      int rc = tinyposix_memalign(&out, alignment, 16);
+      TMF_REQUIRE(rc == 0 || rc == ENOMEM, "posix_memalign(2^%u, 16) = %d, expected 0 or ENOMEM", shift, rc);
+      p = rc == 0 ? out : NULL;
+      errno = rc ? rc : errno;
+      break;
+    }
+    }
     if (p == NULL) {
-      TMF_REQUIRE(errno == ENOMEM, "memalign(2^%zu, 16) = NULL errno %d", 40 + k % 6, errno);
+      TMF_REQUIRE(errno == ENOMEM, "aligned allocation (2^%u, 16) = NULL errno %d, expected ENOMEM", shift, errno);
     } else {
-      tmf_block_t b = tmf_block_adopt(p, 16, (size_t)1 << (40 + k % 6), tmf_ops_new_id(ctx), false);
+      tmf_block_t b = tmf_block_adopt(p, 16, alignment, tmf_ops_new_id(ctx), false);
       tmf_ops_release(&b);
     }
     break;
+  }
   default:
     errno = 77;
     tinyfree(NULL);
@@ -233,7 +265,7 @@ static void op_burst(tmf_ops_t *ctx, tmf_reader_t *r)
   uint8_t shape = tmf_read_u8(r);
   size_t size = tmf_read_size(r);
   unsigned count = 1 + (shape & 63);
-  if (!within_budget(ctx, size * count)) return;
+  if (!tmf_ops_budget(ctx, size, count, 0)) return;
   for (unsigned i = 0; i < count; i++)
     adopt_and_put(ctx, slot + i, tinymalloc(size), size, 16, false, "malloc");
   if (shape & 64) { /* then free every other one: a slab with holes */
@@ -251,10 +283,18 @@ static void op_burst(tmf_ops_t *ctx, tmf_reader_t *r)
 
 static void op_bulk_alloc(tmf_ops_t *ctx, tmf_reader_t *r)
 {
-  size_t count = 1 + tmf_read_u16(r) % TMF_BULK_MAX;
+  /* Low 13 bits: the count (taken modulo the list size); top 3 bits: how
+   * far to scale it down (1 in 8 bulk ops may fill the whole list, most make
+   * a few hundred blocks). */
+  uint16_t v = tmf_read_u16(r);
+  size_t count = 1 + (((size_t)(v & 8191) >> (2 * (v >> 13))) % TMF_BULK_MAX);
   size_t size = tmf_read_size(r) % 2049; /* many blocks: keep them small */
   bool zeroed = size & 1;
-  if (!within_budget(ctx, size * count)) return;
+  if (!tmf_ops_budget(ctx, size, count, 0)) return;
+  ops_lock(ctx);
+  if (count > TMF_BULK_PER_RUN - ctx->bulk_made) count = TMF_BULK_PER_RUN - ctx->bulk_made;
+  ctx->bulk_made += count;
+  ops_unlock(ctx);
   for (size_t i = 0; i < count; i++) {
     ops_lock(ctx);
     bool room = ctx->bulk_count < TMF_BULK_MAX;
@@ -314,67 +354,17 @@ static void op_bulk_free(tmf_ops_t *ctx, tmf_reader_t *r)
   }
 }
 
-/* fork() with blocks live (and, in the threaded harness, other threads in
- * the middle of anything): the child must find a usable allocator whose
- * statistics still count the parent's blocks, allocate and free in every
- * strategy, free one of the inherited blocks, and (single-threaded) pass
- * tinymalloc_check(). The child reports through its exit status only. */
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TMF_UNDER_TSAN 1
-#endif
-#endif
-#ifndef TMF_UNDER_TSAN
-#define TMF_UNDER_TSAN 0
-#endif
+void tmf_ops_expect_stats(tmf_ops_t *ctx) { tmf_expect_live(ctx->shadow.count, ctx->shadow.usable_bytes, ctx->slack); }
 
-/* In a coverage build the child writes its profile before _exit. */
-extern int __llvm_profile_write_file(void) __attribute__((weak));
-
-static void op_fork(tmf_ops_t *ctx, tmf_reader_t *r)
+const char *tmf_ops_name(unsigned opcode)
 {
-  unsigned slot = tmf_read_u8(r) % TMF_SLOTS;
-  /* TSan (clang 14) can hang in its own locks across fork (always with
-   * other threads running, sometimes with its background thread alone):
-   * the TSan replay skips the op. */
-  if (TMF_UNDER_TSAN) return;
-  size_t live = ctx->concurrent ? 0 : ctx->shadow.count;
-  uintptr_t inherited = ctx->concurrent ? 0 : ctx->slots[slot];
-  pid_t pid = fork();
-  TMF_REQUIRE(pid >= 0, "fork failed (errno %d)", errno);
-  if (pid == 0) {
-    int status = 0;
-    static const size_t sizes[] = {24, 5000, 40000, (size_t)2 << 20};
-    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-      unsigned char *p = tinymalloc(sizes[i]);
-      if (p == NULL || tinymalloc_usable_size(p) < sizes[i])
-        status = 10;
-      else
-        p[sizes[i] - 1] = 1;
-      tinyfree(p);
-    }
-    if (!ctx->concurrent) {
-      tinymalloc_stats_t st;
-      if (tinymalloc_stats(&st) != 0 || st.live_blocks != live) status = 11;
-      if (inherited) tinyfree((void *)inherited);
-      if (tinymalloc_check() != 0) status = 12;
-    }
-    if (__llvm_profile_write_file) __llvm_profile_write_file();
-    _exit(status);
-  }
-  int status;
-  pid_t waited;
-  /* libFuzzer's timers (SIGALRM for -timeout) interrupt the wait: retry. */
-  do
-    waited = waitpid(pid, &status, 0);
-  while (waited < 0 && errno == EINTR);
-  TMF_REQUIRE(waited == pid, "waitpid failed (errno %d)", errno);
-  TMF_REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-              "fork child failed: %s %d (10 allocation, 11 statistics, 12 check)",
-              WIFEXITED(status) ? "exit" : "signal", WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+  static const char *const names[TMF_OP_COUNT] = {
+      "op malloc",       "op calloc",   "op realloc", "op realloc0",   "op free",       "op memalign",
+      "op posix_memalign", "op aligned_alloc", "op usable_size", "op check", "op reallocarray", "op bad_request",
+      "op trim",         "op free_range", "op burst", "op option",     "op bulk_alloc", "op bulk_free",
+      "op stats"};
+  return opcode < TMF_OP_COUNT ? names[opcode] : "op";
 }
-
-void tmf_ops_expect_stats(tmf_ops_t *ctx) { tmf_expect_live(ctx->shadow.count, ctx->shadow.usable_bytes); }
 
 void tmf_ops_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode)
 {
@@ -444,10 +434,14 @@ void tmf_ops_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode)
   case TMF_OP_BAD_REQUEST:
     op_bad_request(ctx, r);
     break;
-  case TMF_OP_TRIM:
+  case TMF_OP_TRIM: {
     /* Trimming with blocks live must not touch them (verified on free). */
-    tinymalloc_trim();
+    ops_lock(ctx);
+    bool due = ctx->trims++ < TMF_TRIMS_PER_RUN;
+    ops_unlock(ctx);
+    if (due) tinymalloc_trim();
     break;
+  }
   case TMF_OP_FREE_RANGE: {
     unsigned first = tmf_read_u8(r);
     unsigned count = tmf_read_u8(r);
@@ -467,8 +461,15 @@ void tmf_ops_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode)
   case TMF_OP_BULK_FREE:
     op_bulk_free(ctx, r);
     break;
-  case TMF_OP_FORK:
-    op_fork(ctx, r);
+  case TMF_OP_STATS:
+    /* The full statistics (a walk of every mapping, mincore) against the
+     * shadow map and the cheap counters; only when the others are quiet. */
+    if (!ctx->concurrent) {
+      tmf_expect_stats_consistent(ctx->shadow.count, ctx->shadow.usable_bytes, ctx->slack);
+    } else {
+      tinymalloc_stats_t st;
+      TMF_REQUIRE(tinymalloc_stats(&st) == 0, "tinymalloc_stats failed");
+    }
     break;
   default:
     break;

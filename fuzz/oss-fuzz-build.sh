@@ -29,16 +29,24 @@ for f in "$root"/src/*.c; do
   $CC $CFLAGS "${core_flags[@]}" "${defs[@]}" -I"$root/include" -I"$root/src" -c "$f" -o "$o"
   objs+=("$o")
 done
-for h in ops threads misuse; do
+. "$root/fuzz/lib.sh"
+for h in "${TMF_HARNESSES[@]}"; do
   hobjs=()
-  for f in common.c shadow.c ops.c "harness_$h.c" libfuzzer_main.c; do
+  for f in common.c shadow.c grammar.c mutator.c ops.c "harness_$h.c" libfuzzer_main.c libfuzzer_mutator.c; do
     o=$work/tinymalloc-objs/$h-$(basename "$f" .c).o
     $CC $CFLAGS -std=c11 "${hdefs[@]}" -Wall -I"$root/include" -I"$root/fuzz" -c "$root/fuzz/$f" -o "$o"
     hobjs+=("$o")
   done
   $CXX $CXXFLAGS $LIB_FUZZING_ENGINE "${hobjs[@]}" "${objs[@]}" -lpthread -o "$OUT/fuzz_$h"
   cp "$root/fuzz/$h.dict" "$OUT/fuzz_$h.dict"
-  printf '[libfuzzer]\nmax_len = 4096\ndict = fuzz_%s.dict\n' "$h" >"$OUT/fuzz_$h.options"
+  tmf_libfuzzer_flags "$root" "$h"
+  {
+    echo "[libfuzzer]"
+    echo "dict = fuzz_$h.dict"
+    for f in "${TMF_LF_FLAGS[@]}"; do
+      case $f in -dict=*) ;; *) f=${f#-}; echo "${f%%=*} = ${f#*=}" ;; esac
+    done
+  } >"$OUT/fuzz_$h.options"
   rm -f "$OUT/fuzz_${h}_seed_corpus.zip"
   (cd "$root/corpus/$h" && zip -q -j "$OUT/fuzz_${h}_seed_corpus.zip" ./*)
 done

@@ -3,7 +3,10 @@
 # Each fuzz/bugs/*.patch is applied to a scratch copy of src/ (never to the
 # tree itself) under build/fuzz-bugs/, built, and hunted with a time bound;
 # the run fails unless every bug is caught and its reproducer fails again
-# when replayed alone, in a fresh process, by the replay driver.
+# when replayed alone, in a fresh process, by the replay driver. A patch that
+# no longer applies to src/ (the core changed under it) is reported as a
+# STALE PATCH, not as a bug the harnesses missed; the run then exits with 3
+# (1 when a bug was missed or did not reproduce).
 #
 # Usage: fuzz/prove-bugs.sh [--time SECONDS] [--from-scratch] [PATCH...]
 #   --time          libFuzzer time bound per bug (default 45)
@@ -11,6 +14,9 @@
 #                   measure how long the fuzzer itself needs
 # A patch names its harness in a line "Harness: NAME" and may ask for the
 # TSan replay with "Detect: tsan" (data races on the cross-thread path).
+# "Harness: lifecycle" means fuzz/lifecycle_test (calls before initialisation
+# and the other cases no fuzz harness can drive), built against the patched
+# core and run as it is, in both modes.
 # Builds call the compiler directly: the harness and the untouched core
 # files are compiled once per flavour, each bug recompiles only what its
 # patch touches (everything when it touches a header).
@@ -86,7 +92,7 @@ pristine() {
   local core=() harness=() h
   mapfile -t core < <(core_sources "$snap")
   compile "$dir/core" "${CORE_FLAGS[@]}" "${CORE_X[@]}" -I"$snap/include" -I"$snap/src" -- "${core[@]}" || return 1
-  harness=("$root"/fuzz/{common,shadow,ops,replay_main,libfuzzer_main}.c)
+  harness=("$root"/fuzz/{common,shadow,grammar,mutator,ops,replay_main,libfuzzer_main,libfuzzer_mutator}.c)
   for h in "${TMF_HARNESSES[@]}"; do harness+=("$root/fuzz/harness_$h.c"); done
   compile "$dir/fuzz" -std=c11 -D_GNU_SOURCE -g1 -O1 "${HARN_X[@]}" -I"$root/include" -I"$root/fuzz" -- "${harness[@]}" || return 1
   touch "$dir/.done"
@@ -116,9 +122,36 @@ build_bug() {
   for o in "$pdir"/core/*.o; do
     if [ -f "$objdir/$(basename "$o")" ]; then objs+=("$objdir/$(basename "$o")"); else objs+=("$o"); fi
   done
-  local driver=replay_main
-  [ "$flavour" != libfuzzer ] || driver=libfuzzer_main
-  clang "${LINK_X[@]}" "$pdir/fuzz/"{common,shadow,ops,$driver,harness_$h}.o "${objs[@]}" -lpthread -o "$out"
+  local driver=(replay_main)
+  [ "$flavour" != libfuzzer ] || driver=(libfuzzer_main libfuzzer_mutator)
+  local support=() d
+  for d in common shadow grammar mutator ops "${driver[@]}" "harness_$h"; do support+=("$pdir/fuzz/$d.o"); done
+  clang "${LINK_X[@]}" "${support[@]}" "${objs[@]}" -lpthread -o "$out"
+}
+
+# build_lifecycle TREE PATCH OUT: fuzz/lifecycle_test linked with the plain
+# objects of the patched core.
+build_lifecycle() {
+  local tree=$1 patch=$2 out=$3
+  pristine plain || return 1
+  flavour_flags plain
+  local pdir=$base/pristine-plain objdir
+  objdir=$(dirname "$out")/obj-lifecycle
+  rm -rf "$objdir"
+  mkdir -p "$objdir"
+  local touched=() all=() recompile=() f o objs=()
+  mapfile -t touched < <(sed -nE 's|^\+\+\+ b/(src/[^[:space:]]+).*|\1|p' "$patch")
+  mapfile -t all < <(core_sources "$tree")
+  if printf '%s\n' "${touched[@]}" | grep -q '\.h$'; then
+    recompile=("${all[@]}")
+  else
+    for f in "${touched[@]}"; do recompile+=("$tree/$f"); done
+  fi
+  compile "$objdir" "${CORE_FLAGS[@]}" -I"$tree/include" -I"$tree/src" -- "${recompile[@]}" || return 1
+  for o in "$pdir"/core/*.o; do
+    if [ -f "$objdir/$(basename "$o")" ]; then objs+=("$objdir/$(basename "$o")"); else objs+=("$o"); fi
+  done
+  clang -std=c11 -D_GNU_SOURCE -g1 -O1 -I"$root/include" "$root/fuzz/lifecycle_test.c" "${objs[@]}" -lpthread -o "$out"
 }
 
 # The most telling line of a failure log: the harness's own verdict first,
@@ -146,6 +179,7 @@ first_failing_input() {
 
 record() { printf '%-28s %-8s %-14s %7s  %-5s %s\n' "$@" | tee -a "$table"; }
 
+stale=0
 record BUG HARNESS "CAUGHT BY" "TIME" "REPRO" "FIRST REPORT"
 for patch in "${patches[@]}"; do
   name=$(basename "$patch" .patch)
@@ -157,11 +191,15 @@ for patch in "${patches[@]}"; do
   rm -rf "$dir"
   mkdir -p "$tree"
   cp -r "$snap/include" "$snap/src" "$tree/"
-  if ! (cd "$tree" && patch -p1 -s --no-backup-if-mismatch <"$patch") >"$dir/patch.log" 2>&1; then
-    record "$name" "$harness" "PATCH FAILED" "-" "-" "$(head -c 80 "$dir/patch.log")"
-    failed=1
+  if ! (cd "$tree" && patch -p1 -s -f --dry-run --no-backup-if-mismatch <"$patch") >"$dir/patch.log" 2>&1; then
+    # The core changed under the patch: that says nothing about the harnesses.
+    record "$name" "$harness" "STALE PATCH" "-" "-" \
+      "no longer applies to src/ ($(grep -m1 -oE 'can.t find file to patch|[0-9]+ out of [0-9]+ hunks? FAILED' "$dir/patch.log" || echo "see $dir/patch.log"))"
+    stale=$((stale + 1))
+    rm -rf "$tree"
     continue
   fi
+  (cd "$tree" && patch -p1 -s -f --no-backup-if-mismatch <"$patch") >"$dir/patch.log" 2>&1
   corpus=$root/corpus/$harness
   caught="" elapsed="-" repro="-" reason="" input=""
 
@@ -183,7 +221,23 @@ for patch in "${patches[@]}"; do
     done
   fi
 
-  if [ -z "$caught" ] && [ "$scratch_mode" -eq 0 ]; then
+  if [ "$harness" = lifecycle ]; then
+    if ! build_lifecycle "$tree" "$patch" "$dir/lifecycle_test" >"$dir/build.log" 2>&1; then
+      record "$name" "$harness" "BUILD FAILED" "-" "-" "$(grep -m1 error "$dir/build.log")"
+      failed=1
+      continue
+    fi
+    t0=$(now_ms)
+    if ! timeout 300 "$dir/lifecycle_test" >"$dir/lifecycle.log" 2>&1; then
+      caught="lifecycle_test"
+      elapsed=$(($(now_ms) - t0))
+      reason=$(grep -m1 FAILED "$dir/lifecycle.log")
+      # Deterministic: it must fail again (the healthy build passes it: ci/fuzz-tests.sh).
+      if ! timeout 300 "$dir/lifecycle_test" >/dev/null 2>&1; then repro=yes; else repro=no; fi
+    fi
+  fi
+
+  if [ -z "$caught" ] && [ "$scratch_mode" -eq 0 ] && [ "$harness" != lifecycle ]; then
     if ! build_bug "$tree" "$patch" plain "$harness" "$dir/replay" >"$dir/build.log" 2>&1; then
       record "$name" "$harness" "BUILD FAILED" "-" "-" "$(grep -m1 error "$dir/build.log")"
       failed=1
@@ -198,7 +252,7 @@ for patch in "${patches[@]}"; do
     fi
   fi
 
-  if [ -z "$caught" ]; then
+  if [ -z "$caught" ] && [ "$harness" != lifecycle ]; then
     if ! build_bug "$tree" "$patch" libfuzzer "$harness" "$dir/fuzz" >"$dir/build.log" 2>&1 ||
       ! build_bug "$tree" "$patch" plain "$harness" "$dir/replay" >>"$dir/build.log" 2>&1; then
       record "$name" "$harness" "BUILD FAILED" "-" "-" "$(grep -m1 error "$dir/build.log")"
@@ -208,18 +262,18 @@ for patch in "${patches[@]}"; do
     seeds=$dir/seeds
     mkdir -p "$seeds" "$dir/crashes"
     if [ "$scratch_mode" -eq 1 ]; then
-      if [ "$harness" = threads ]; then
-        printf '\x00\x00\x01\x00\x40\x00' >"$seeds/one-malloc"
-      else
-        printf '\x00\x01\x00\x40\x00' >"$seeds/one-malloc" # one malloc: the fuzzer finds the rest
-      fi
+      tmf_one_op_seed "$harness" "$seeds/one-malloc" # one malloc: the fuzzer finds the rest
     else
       cp "$corpus/"* "$seeds/"
     fi
+    tmf_libfuzzer_flags "$root" "$harness"
     t0=$(now_ms)
-    timeout $((limit + 60)) "$dir/fuzz" -max_total_time="$limit" -max_len=4096 -dict="$root/fuzz/$harness.dict" \
-      -timeout=20 -rss_limit_mb=4096 -artifact_prefix="$dir/crashes/" "$seeds" >"$dir/libfuzzer.log" 2>&1
-    input=$(find "$dir/crashes" -type f | head -n 1)
+    timeout $((limit + 60)) "$dir/fuzz" -max_total_time="$limit" "${TMF_LF_FLAGS[@]}" -timeout=20 \
+      -artifact_prefix="$dir/crashes/" "$seeds" >"$dir/libfuzzer.log" 2>&1
+    # A window (the runs since the last deep check) fails alone; the crash
+    # file may need the runs before it.
+    input=$(find "$dir/crashes" -type f -name 'window-*' | head -n 1)
+    [ -n "$input" ] || input=$(find "$dir/crashes" -type f | head -n 1)
     if [ -n "$input" ]; then
       caught="libFuzzer"
       elapsed=$(($(now_ms) - t0))
@@ -249,5 +303,10 @@ done
 if [ "$failed" -ne 0 ]; then
   echo "prove-bugs: FAILED: not every injected bug was caught and reproduced (see $table)" >&2
   exit 1
+fi
+if [ "$stale" -ne 0 ]; then
+  echo "prove-bugs: $stale of ${#patches[@]} patches are stale (they no longer apply to src/: regenerate them" \
+    "against the current core); the other $((${#patches[@]} - stale)) were caught and reproduced alone (table: $table)" >&2
+  exit 3
 fi
 echo "prove-bugs: all ${#patches[@]} injected bugs caught and reproduced alone (table: $table)"

@@ -58,7 +58,7 @@ static int replay_file(const char *path)
   }
   fclose(f);
   current_input = path;
-  tmf_harness_run(buf, len);
+  tmf_run(buf, len);
   current_input = NULL;
   free(buf);
   return 0;
@@ -109,6 +109,10 @@ int main(int argc, char **argv)
     fprintf(stderr, "usage: %s FILE_OR_DIR...\n  replays inputs of the \"%s\" harness\n", argv[0], tmf_harness_name);
     return 2;
   }
+  /* TMF_DEEP_EVERY=N (N > 1) replays as a warm fuzzing process would run
+   * the inputs (used to test the window a warm-mode failure saves). */
+  const char *every = getenv("TMF_DEEP_EVERY");
+  if (every && atoi(every) > 1) tmf_set_fuzzing_mode(getenv("TMF_ARTIFACT_PREFIX"));
   signal(SIGABRT, on_fatal_signal);
   signal(SIGSEGV, on_fatal_signal);
   signal(SIGBUS, on_fatal_signal);

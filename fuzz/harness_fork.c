@@ -1,0 +1,329 @@
+/* Harness "fork": the single-threaded ops of harness "ops" plus fork() in
+ * three situations: with blocks live (the child checks what it inherited,
+ * allocates and frees in every strategy and passes tinymalloc_check()),
+ * while other threads allocate and free and use stdio (a thread holds a FILE
+ * lock while it reallocates, another flushes every stream: glibc's fork takes
+ * the stdio list lock after the atfork handlers), and from a signal handler
+ * that interrupts an allocation. A fork that hangs is caught by the
+ * watchdog; a child that fails reports on stderr and dies. Fork is expensive
+ * (a copy of the page tables of an ASan process), which is why it has a
+ * harness of its own. Skipped under TSan, which can hang across fork.
+ * Encoding: fuzz/README.md. */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ops.h"
+
+const char tmf_harness_name[] = "fork";
+
+enum fork_opcode_e { FORK_PLAIN = TMF_OP_COUNT, FORK_THREADS, FORK_SIGNAL, FORK_OPCODE_COUNT };
+
+static tmf_ops_t ctx;
+
+/* In a coverage build the child writes its profile before _exit. */
+extern int __llvm_profile_write_file(void) __attribute__((weak));
+
+static void child_exit(int status)
+{
+  if (__llvm_profile_write_file) __llvm_profile_write_file();
+  _exit(status);
+}
+
+/* The child: a failure aborts with the default action (not the engine's
+ * crash handler, which would save the input a second time). */
+static void child_begin(void)
+{
+  signal(SIGABRT, SIG_DFL);
+  signal(SIGSEGV, SIG_DFL);
+  signal(SIGBUS, SIG_DFL);
+}
+
+static void child_alloc_each_strategy(void)
+{
+  static const size_t sizes[] = {24, 5000, 40000, (size_t)2 << 20};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    void *p = tinymalloc(sizes[i]);
+    TMF_REQUIRE(p != NULL, "fork child: malloc(%zu) returned NULL", sizes[i]);
+    tmf_block_t b = tmf_block_adopt(p, sizes[i], 16, 1000 + i, false);
+    p = tinyrealloc(p, sizes[i] * 3);
+    TMF_REQUIRE(p != NULL, "fork child: realloc to %zu returned NULL", sizes[i] * 3);
+    tmf_pattern_check(p, b.usable, b.id, 0, sizes[i], "fork child: realloc (preserved prefix)");
+    tinyfree(p);
+  }
+}
+
+static void wait_child(pid_t pid, const char *what)
+{
+  int status;
+  pid_t waited;
+  /* libFuzzer's timers (SIGALRM for -timeout) interrupt the wait: retry. */
+  do
+    waited = waitpid(pid, &status, 0);
+  while (waited < 0 && errno == EINTR);
+  TMF_REQUIRE(waited == pid, "%s: waitpid failed (errno %d)", what, errno);
+  TMF_REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: child %s %d (its message is above)", what,
+              WIFEXITED(status) ? "exited with" : "died of signal",
+              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+}
+
+/* ---- fork with blocks live (the process is single-threaded) -------------- */
+
+static void op_fork_plain(tmf_reader_t *r)
+{
+  unsigned slot = tmf_read_u8(r) % TMF_SLOTS;
+  uint8_t mode = tmf_read_u8(r);
+  if (TMF_UNDER_TSAN) return;
+  pid_t pid = fork();
+  TMF_REQUIRE(pid >= 0, "fork failed (errno %d)", errno);
+  if (pid == 0) {
+    child_begin();
+    /* Everything the parent held is still there and still live. */
+    tmf_expect_live(ctx.shadow.count, ctx.shadow.usable_bytes, 0);
+    if (mode & 1) tmf_shadow_verify_all(&ctx.shadow);
+    child_alloc_each_strategy();
+    tmf_block_t b;
+    if (tmf_ops_take(&ctx, slot, &b)) tmf_ops_release(&b); /* an inherited block */
+    if ((mode & 2) && tmf_ops_take(&ctx, slot + 1, &b)) {  /* and one moved by realloc */
+      void *p = tinyrealloc((void *)b.addr, b.requested + 70000);
+      TMF_REQUIRE(p != NULL, "fork child: realloc of an inherited block returned NULL");
+      tmf_pattern_check(p, b.usable, b.id, 0, b.requested, "fork child: realloc of an inherited block");
+      tinyfree(p);
+    }
+    tmf_expect_live(ctx.shadow.count, ctx.shadow.usable_bytes, 0);
+    int violations = tinymalloc_check();
+    TMF_REQUIRE(violations == 0, "fork child: tinymalloc_check found %d violations", violations);
+    if (mode & 4) tmf_ops_finish(&ctx); /* everything inherited can be freed */
+    child_exit(0);
+  }
+  wait_child(pid, "fork");
+}
+
+/* ---- fork while other threads allocate and use stdio ----------------------- */
+
+/* What the threads hold lives here, on the forking thread's stack: a fork
+ * child cannot free the blocks of threads that do not exist in it, but they
+ * stay reachable (memcheck must not call them lost). */
+typedef struct churn_s {
+  atomic_int stop;
+  atomic_uint next;
+  uint8_t shape;
+  size_t size;
+  FILE *stream; /* the FILE whose lock a thread holds while it reallocates */
+  void *held[4][8];
+  void *line;
+} churn_t;
+
+static void *churn_main(void *arg)
+{
+  churn_t *c = arg;
+  void **held = c->held[atomic_fetch_add(&c->next, 1) % 4];
+  for (unsigned n = 0; !atomic_load_explicit(&c->stop, memory_order_acquire); n++) {
+    size_t size = c->size ? c->size : 1; /* realloc(p, 0) would free */
+    if ((c->shape & 4) && (n & 7) == 3) size = 40000 + 4096 * (n & 15);
+    if ((c->shape & 8) && (n & 63) == 5) size = ((size_t)1 << 20) + 4096 * (n & 7);
+    unsigned i = n & 7;
+    if (held[i] && (c->shape & 16) && (n & 1)) {
+      void *q = tinyrealloc(held[i], size);
+      TMF_REQUIRE(q != NULL, "churn: realloc returned NULL");
+      held[i] = q;
+      continue;
+    }
+    tinyfree(held[i]);
+    held[i] = tinymalloc(size);
+    TMF_REQUIRE(held[i] != NULL, "churn: malloc(%zu) returned NULL", size);
+    if (size > 0) memset(held[i], (int)n, size < 64 ? size : 64);
+  }
+  for (unsigned i = 0; i < 8; i++) {
+    tinyfree(held[i]);
+    held[i] = NULL;
+  }
+  return NULL;
+}
+
+/* Holds the FILE lock while it reallocates, as getline does when malloc is
+ * tinymalloc. */
+static void *locked_realloc_main(void *arg)
+{
+  churn_t *c = arg;
+  for (unsigned n = 0; !atomic_load_explicit(&c->stop, memory_order_acquire); n++) {
+    flockfile(c->stream);
+    size_t size = 120 + ((size_t)(n % 64) << 10);
+    if (n % 64 == 63) size = 40000 + (n & 4095);
+    void *q = tinyrealloc(c->line, size);
+    TMF_REQUIRE(q != NULL, "locked realloc returned NULL");
+    c->line = q;
+    funlockfile(c->stream);
+  }
+  tinyfree(c->line);
+  c->line = NULL;
+  return NULL;
+}
+
+static void *flusher_main(void *arg)
+{
+  churn_t *c = arg;
+  while (!atomic_load_explicit(&c->stop, memory_order_acquire)) {
+    fflush(NULL); /* the stdio list lock, then every FILE's lock */
+    sched_yield();
+  }
+  return NULL;
+}
+
+static void op_fork_threads(tmf_reader_t *r)
+{
+  uint8_t shape = tmf_read_u8(r);
+  size_t size = tmf_read_size(r);
+  if (TMF_UNDER_TSAN) return;
+  static FILE *stream;
+  if (stream == NULL) stream = fopen("/dev/null", "w");
+  TMF_REQUIRE(stream != NULL, "fopen(/dev/null) failed");
+  churn_t c;
+  memset(&c, 0, sizeof c);
+  atomic_init(&c.stop, 0);
+  atomic_init(&c.next, 0);
+  c.shape = shape;
+  c.size = size % 16385;
+  c.stream = stream;
+  pthread_t threads[5];
+  unsigned n = 0, churners = 1 + shape % 3;
+  for (; n < churners; n++)
+    TMF_REQUIRE(pthread_create(&threads[n], NULL, churn_main, &c) == 0, "pthread_create failed");
+  if (shape & 32) {
+    TMF_REQUIRE(pthread_create(&threads[n++], NULL, locked_realloc_main, &c) == 0, "pthread_create failed");
+    TMF_REQUIRE(pthread_create(&threads[n++], NULL, flusher_main, &c) == 0, "pthread_create failed");
+  }
+  unsigned forks = 1 + (shape >> 6);
+  for (unsigned k = 0; k < forks; k++) {
+    sched_yield(); /* let the others get into the allocator */
+    pid_t pid = fork();
+    TMF_REQUIRE(pid >= 0, "fork failed (errno %d)", errno);
+    if (pid == 0) {
+      /* Only this thread exists here; the others stopped wherever they were. */
+      child_begin();
+      child_alloc_each_strategy();
+      fprintf(stream, "child %u\n", k);
+      fflush(NULL);
+      child_exit(0);
+    }
+    wait_child(pid, "fork while other threads allocate");
+  }
+  atomic_store_explicit(&c.stop, 1, memory_order_release);
+  for (unsigned k = 0; k < n; k++)
+    pthread_join(threads[k], NULL);
+}
+
+/* ---- fork from a signal handler that interrupts an allocation ------------- */
+
+#define FORK_SIGNAL_MAX 4
+static volatile sig_atomic_t signal_forks, signal_fork_limit;
+static pid_t signal_pids[FORK_SIGNAL_MAX];
+
+static void on_fork_signal(int sig)
+{
+  (void)sig;
+  if (signal_forks >= signal_fork_limit) return;
+  int saved = errno;
+  pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  if (pid > 0) signal_pids[signal_forks++] = pid;
+  errno = saved;
+}
+
+static void op_fork_signal(tmf_reader_t *r)
+{
+  uint8_t shape = tmf_read_u8(r);
+  size_t size = tmf_read_size(r);
+  if (TMF_UNDER_TSAN) return;
+  if (shape & 64) size = 16385 + size % 200000; /* a medium allocation holds its arena's lock */
+  if (size > ((size_t)2 << 20)) size = (size_t)2 << 20;
+  int signo = SIGRTMIN + 4;
+  struct sigaction sa, old_sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_fork_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(signo, &sa, &old_sa);
+  signal_forks = 0;
+  signal_fork_limit = 1 + (shape >> 7) * (FORK_SIGNAL_MAX - 1);
+  struct sigevent sev;
+  memset(&sev, 0, sizeof sev);
+  sev.sigev_notify = SIGEV_THREAD_ID; /* this thread, not the watchdog */
+  sev.sigev_signo = signo;
+  sev._sigev_un._tid = (pid_t)syscall(SYS_gettid);
+  timer_t timer;
+  TMF_REQUIRE(timer_create(CLOCK_MONOTONIC, &sev, &timer) == 0, "timer_create failed (errno %d)", errno);
+  long period_ns = (10L << (shape & 7)) * 1000L; /* 10 us .. 1.3 ms */
+  struct itimerspec its = {{0, period_ns}, {0, period_ns}};
+  timer_settime(timer, 0, &its, NULL);
+  unsigned rounds = 256u * (1 + ((shape >> 3) & 7));
+  void *keep = NULL;
+  for (unsigned n = 0; n < rounds && signal_forks < signal_fork_limit; n++) {
+    unsigned char *p = tinymalloc(size);
+    TMF_REQUIRE(p != NULL, "malloc(%zu) returned NULL", size);
+    if (size > 0) p[0] = (unsigned char)n;
+    if ((shape & 32) && (n & 3) == 1) {
+      void *q = tinyrealloc(keep, size + 64);
+      TMF_REQUIRE(q != NULL, "realloc returned NULL");
+      keep = q;
+    }
+    tinyfree(p);
+  }
+  timer_delete(timer);
+  sigaction(signo, &old_sa, NULL);
+  tinyfree(keep);
+  for (int k = 0; k < signal_forks; k++)
+    wait_child(signal_pids[k], "fork from a signal handler");
+}
+
+/* ---- The harness ---------------------------------------------------------------- */
+
+static const char *fork_op_name(unsigned opcode)
+{
+  static const char *const names[] = {"op fork", "op fork_threads", "op fork_signal"};
+  return opcode < TMF_OP_COUNT ? tmf_ops_name(opcode) : names[opcode - TMF_OP_COUNT];
+}
+
+size_t tmf_harness_run_one(const uint8_t *data, size_t size)
+{
+  tmf_install_strict_handler();
+  tmf_reader_t r;
+  tmf_reader_init(&r, data, size);
+  tmf_ops_init(&ctx, false);
+  while (!tmf_reader_done(&r)) {
+    size_t op_start = r.pos;
+    unsigned opcode = tmf_read_u8(&r) % FORK_OPCODE_COUNT;
+    tmf_watchdog_note(fork_op_name(opcode));
+    if (tmf_disabled(fork_op_name(opcode))) {
+      tmf_skip_operands(&r, opcode);
+      continue;
+    }
+    switch (opcode) {
+    case FORK_PLAIN:
+      op_fork_plain(&r);
+      break;
+    case FORK_THREADS:
+      op_fork_threads(&r);
+      break;
+    case FORK_SIGNAL:
+      op_fork_signal(&r);
+      break;
+    default:
+      tmf_ops_step(&ctx, &r, opcode);
+      break;
+    }
+    tmf_check_decoded(&r, op_start, opcode);
+    if (opcode >= TMF_OP_COUNT || opcode == TMF_OP_CHECK) tmf_ops_expect_stats(&ctx);
+  }
+  tmf_ops_expect_stats(&ctx);
+  tmf_ops_finish(&ctx);
+  return 0;
+}
