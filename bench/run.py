@@ -12,7 +12,11 @@
     bench/run.py --alloc tinymalloc --variant 'detect=tinymalloc+TINYMALLOC_DETECT=1'
                                  an allocator run another way: with more environment,
                                  another library, or the programs built with other
-                                 flags (how docs/detect.md's cost table is made)
+                                 flags
+    bench/run.py --detect        the detection mode's cost: tinymalloc, tinymalloc with
+                                 TINYMALLOC_DETECT=1, ASan builds of the workloads and
+                                 AFL++'s libdislocator, ratios to tinymalloc; the table
+                                 goes into docs/detect.md (between its markers)
 
 It builds what it needs (tinymalloc's override library with the `release`
 preset into build/bench/tinymalloc, the workloads into build/bench/bin),
@@ -33,6 +37,7 @@ import math
 import os
 import platform
 import re
+import resource
 import shlex
 import shutil
 import statistics
@@ -67,8 +72,26 @@ OPS = [
 ]
 OPS_N = 50000  # runs with N and 2N operations
 
-# --variant NAME=BASE[+VAR=VALUE]...[+cflags:FLAGS]: name -> {base, lib, env, cflags, bin}
+# --variant NAME=BASE[+VAR=VALUE]...[+cflags:FLAGS][+as_mb:N]: name -> {base, lib, env, cflags, bin, as_mb}
 VARIANTS = {}
+
+# The column ratios are taken to (glibc; tinymalloc with --detect).
+REF = "glibc"
+
+# --detect: the columns of docs/detect.md's cost table. libdislocator keeps
+# every freed block's pages mapped (PROT_NONE, never reused): its runs get an
+# address-space limit, so that a workload making millions of allocations
+# fails with an out-of-memory report instead of taking the machine's memory.
+DISLOCATOR = Path("/usr/lib/afl/libdislocator.so")
+DISLOCATOR_AS_MB = 4096
+DETECT_VARIANTS = [
+    "detect=tinymalloc+TINYMALLOC_DETECT=1",
+    "asan=glibc+cflags:-fsanitize=address+ASAN_OPTIONS=detect_leaks=0",
+    f"dislocator={DISLOCATOR}+as_mb:{DISLOCATOR_AS_MB}",
+]
+DETECT_DOC = "docs/detect.md"
+DETECT_BEGIN = "<!-- cost table: written by bench/run.py --detect, from here -->"
+DETECT_END = "<!-- cost table: to here -->"
 
 
 def log(msg):
@@ -170,15 +193,17 @@ def newer(target, sources):
 
 
 def parse_variant(text):
-    """NAME=BASE[+VAR=VALUE]...[+cflags:FLAGS] (see --help)."""
+    """NAME=BASE[+VAR=VALUE]...[+cflags:FLAGS][+as_mb:N] (see --help)."""
     name, _, spec = text.partition("=")
     parts = spec.split("+")
     if not name or not parts[0] or name in ALLOCATORS or not re.fullmatch(r"[\w.-]+", name):
-        die(f"--variant {text!r}: expected NAME=BASE[+VAR=VALUE]...[+cflags:FLAGS] with a new name")
-    v = {"base": parts[0], "env": {}, "cflags": [], "bin": None}
+        die(f"--variant {text!r}: expected NAME=BASE[+VAR=VALUE]...[+cflags:FLAGS][+as_mb:N] with a new name")
+    v = {"base": parts[0], "env": {}, "cflags": [], "bin": None, "as_mb": None}
     for part in parts[1:]:
         if part.startswith("cflags:"):
             v["cflags"] += shlex.split(part[len("cflags:"):])
+        elif part.startswith("as_mb:") and part[len("as_mb:"):].isdigit():
+            v["as_mb"] = int(part[len("as_mb:"):])
         elif "=" in part:
             k, _, val = part.partition("=")
             v["env"][k] = val
@@ -321,8 +346,15 @@ def run_once(w, alloc, lib, timeout, nice):
     cmd = ([] if not nice else ["nice", "-n", str(nice)]) + [str(BIN / "tmrun"), str(res_file), str(timeout)] + \
         [c.replace("{tmp}", str(tmp)) for c in argv]
     stdin = w.get("stdin") or os.devnull
+    limit = None
+    if variant and variant.get("as_mb"):  # inherited by tmrun and the workload (RLIMIT_AS)
+        as_bytes = variant["as_mb"] << 20
+
+        def limit():
+            resource.setrlimit(resource.RLIMIT_AS, (as_bytes, as_bytes))
     with open(tmp / "stdout.txt", "wb") as so, open(tmp / "stderr.txt", "wb") as se, open(stdin, "rb") as si:
-        subprocess.run(cmd, stdin=si, stdout=so, stderr=se, cwd=w.get("cwd", str(tmp)), env=env)
+        subprocess.run(cmd, stdin=si, stdout=so, stderr=se, cwd=w.get("cwd", str(tmp)), env=env,
+                       preexec_fn=limit)
     rec = {"ok": False}
     if res_file.exists():
         for field in res_file.read_text().split():
@@ -375,8 +407,12 @@ def run_timing(workloads, libs, runs, timeout, nice):
         for r in range(runs):
             k = r % len(allocs)
             for a in allocs[k:] + allocs[:k]:
-                rec = run_once(w, a, libs[a], timeout, nice)
                 done += 1
+                if any(not rec["ok"] for rec in results[w["name"]][a]):
+                    # The cell shows the failure whatever the other runs do.
+                    log(f"[{done:4d}/{total}] {w['name']:<16} {a:<10} run {r + 1}/{runs} skipped (failed before)")
+                    continue
+                rec = run_once(w, a, libs[a], timeout, nice)
                 if rec is None:
                     log(f"[{done:4d}/{total}] {w['name']:<16} {a:<10} run {r + 1}/{runs} n/a (not rebuilt for it)")
                     continue
@@ -405,6 +441,8 @@ def summarize(results):
             s = {"runs": len(recs), "failed": len(bad)}
             if bad:
                 s["fail"] = describe_failure(bad[0])
+                if bad[0].get("wall") is not None:
+                    s["fail_wall"] = bad[0]["wall"]
                 s["err_tail"] = bad[0].get("err_tail", [])
             if good and not bad:
                 s["wall"] = statistics.median(r.get("score", r["wall"]) for r in good)
@@ -576,6 +614,8 @@ def allocator_versions(libs):
             how = [f"`{k}={val}`" for k, val in v["env"].items()]
             if v["cflags"]:
                 how.append(f"the suite's own programs built with `{' '.join(v['cflags'])}`")
+            if v.get("as_mb"):
+                how.append(f"an address-space limit (`RLIMIT_AS`) of {v['as_mb']} MiB")
             vs.append(f"{a}: {base}" + (" with " + ", ".join(how) if how else ""))
         elif a == "glibc":
             vs.append(f"glibc {os.confstr('CS_GNU_LIBC_VERSION').split()[-1]}")
@@ -584,7 +624,9 @@ def allocator_versions(libs):
     return vs
 
 
-def table_metric(summary, workloads, allocs, key, fmt, base_names=("glibc", "mimalloc")):
+def table_metric(summary, workloads, allocs, key, fmt, base_names=None):
+    if base_names is None:
+        base_names = (REF, "mimalloc")
     head = "| workload | " + " | ".join(allocs) + " |"
     lines = [head, "|" + " --- |" * (len(allocs) + 1)]
     ratios = {b: {a: [] for a in allocs} for b in base_names}
@@ -594,11 +636,12 @@ def table_metric(summary, workloads, allocs, key, fmt, base_names=("glibc", "mim
         for a in allocs:
             s = per.get(a, {})
             if key not in s:
-                cells.append(f"**{s.get('fail', 'n/a')}**" if s.get("fail") else "-")
+                when = f" after {s['fail_wall']:.1f} s" if s.get("fail_wall") is not None else ""
+                cells.append(f"**{s.get('fail', 'n/a')}**{when}" if s.get("fail") else "-")
                 continue
             cell = f"{s[key]:.2f}" if key == "wall" and s.get("derived") else fmt(s[key])
-            g = per.get("glibc", {}).get(key)
-            if g and a != "glibc":
+            g = per.get(REF, {}).get(key)
+            if g and a != REF:
                 cell += f" ({s[key] / g:.2f}x)"
             cells.append(cell)
             for b in base_names:
@@ -637,15 +680,15 @@ def svg_escape(s):
 
 
 COLORS = {"glibc": "#7f7f7f", "jemalloc": "#1f77b4", "mimalloc": "#2ca02c", "tcmalloc": "#ff7f0e",
-          "tinymalloc": "#d62728"}
+          "tinymalloc": "#d62728", "detect": "#9467bd", "asan": "#8c564b", "dislocator": "#17becf"}
 
 
 def write_svg(path, title, summary, workloads, allocs, runs_note):
     """Two panels of grouped horizontal bars: wall time and peak RSS as ratios
     to glibc, on a log2 axis from 1/8x to 8x (longer bars are clipped and
     labelled)."""
-    panels = [("wall", "median wall time / glibc"), ("rss_kb", "peak RSS / glibc")]
-    allocs = [a for a in allocs if a != "glibc"]  # glibc is the 1x line
+    panels = [("wall", f"median wall time / {REF}"), ("rss_kb", f"peak RSS / {REF}")]
+    allocs = [a for a in allocs if a != REF]  # the reference is the 1x line
     bar, gap = 7, 10
     row = bar * len(allocs) + gap
     left, pw, pgap, top = 120, 330, 60, 84
@@ -686,7 +729,7 @@ def write_svg(path, title, summary, workloads, allocs, runs_note):
             o.append(f'<text x="{x:.1f}" y="{ybot + 14}" text-anchor="middle">{t:g}x</text>')
         for i, w in enumerate(workloads):
             per = summary[w]
-            base = per.get("glibc", {}).get(key)
+            base = per.get(REF, {}).get(key)
             for j, a in enumerate(allocs):
                 y = top + i * row + j * bar
                 s = per.get(a, {})
@@ -723,7 +766,7 @@ METHOD = """\
 - Runs alternate: for each workload, run 1 goes glibc, jemalloc, mimalloc, tcmalloc, tinymalloc, run 2
   starts one further along, and so on. One process runs at a time. Tables give the **median** of the runs;
   a cell that failed in any run shows the failure instead of a number.
-- Ratios: each allocator's median divided by glibc's (in parentheses) and by mimalloc's; the geometric
+- Ratios: each allocator's median divided by {ref}'s (in parentheses) and by mimalloc's; the geometric
   means are over the workloads where both have a result. CPU time is user + system time of the process
   (and its children): less disturbed than wall time on a shared machine, but it counts every thread.
 """
@@ -801,18 +844,18 @@ def write_report(args, out_md, plot, title, intro, workloads, summary, cg, libs,
     if args.notes:
         md += [Path(args.notes).read_text().rstrip(), ""]
     if summary:
-        md += [f"![time and peak RSS relative to glibc]({os.path.relpath(plot, Path(out_md).parent)})", ""]
+        md += [f"![time and peak RSS relative to {REF}]({os.path.relpath(plot, Path(out_md).parent)})", ""]
         t, _ = table_metric(summary, wnames, allocs, "wall", lambda v: f"{v:.2f} s")
-        md += ["## Wall time", "", "Median wall time in seconds (ratio to glibc).", "", t, ""]
+        md += ["## Wall time", "", f"Median wall time in seconds (ratio to {REF}).", "", t, ""]
         if any(s.get("derived") for per in summary.values() for s in per.values()):
             md += ["\\* a fixed-time program: the time is derived from the throughput it prints "
                    "(see the introduction), not its wall time.", ""]
         t, _ = table_metric(summary, wnames, allocs, "cpu", lambda v: f"{v:.2f} s")
-        md += ["## CPU time", "", "Median user + system time in seconds (ratio to glibc).", "", t, ""]
+        md += ["## CPU time", "", f"Median user + system time in seconds (ratio to {REF}).", "", t, ""]
         t, _ = table_metric(summary, wnames, allocs, "rss_kb", lambda v: f"{v / 1024:.1f} MiB")
-        md += ["## Peak RSS", "", "Median peak resident set size (ratio to glibc).", "", t, ""]
+        md += ["## Peak RSS", "", f"Median peak resident set size (ratio to {REF}).", "", t, ""]
         t, _ = table_metric(summary, wnames, allocs, "minflt", lambda v: f"{v:.0f}" if v < 10000 else f"{v / 1000:.0f}k")
-        md += ["## Page faults", "", "Median minor page faults (ratio to glibc): each is a page touched for the "
+        md += ["## Page faults", "", f"Median minor page faults (ratio to {REF}): each is a page touched for the "
                "first time, or touched again after the allocator gave it back to the system.", "", t, ""]
         live_rows = [w for w in wnames if any("peak_live" in summary[w].get(a, {}) for a in allocs)]
         for w in live_rows:
@@ -842,12 +885,53 @@ def write_report(args, out_md, plot, title, intro, workloads, summary, cg, libs,
         md += ["## Instructions per operation (callgrind)", "", callgrind_markdown(cg, allocs), "",
                CALLGRIND_METHOD.format(n=OPS_N).rstrip(), ""]
     if summary:
-        md.append(METHOD.format(tinymalloc=tiny) + (SELF_CHECK if own_suite else ""))
+        md.append(METHOD.format(tinymalloc=tiny, ref=REF) + (SELF_CHECK if own_suite else ""))
     if own_suite:
         md.append(RUNNING)
     Path(out_md).parent.mkdir(parents=True, exist_ok=True)
     Path(out_md).write_text("\n".join(md).rstrip() + "\n")
     log(f"run.py: wrote {out_md}")
+
+
+def write_detect_section(doc, plot, workloads, summary, allocs, meta):
+    """The cost table of docs/detect.md: replaces what is between its markers
+    (or is appended with a heading when the page has none yet)."""
+    wnames = [w["name"] for w in workloads]
+    tiny = f"the override library built from commit {meta['commit']}" + \
+        (" with uncommitted changes in src/" if meta["dirty"] else "")
+    md = [DETECT_BEGIN, "",
+          f"Generated by `{meta['command']}` on {meta['date']}, repository commit {meta['commit']}.", "",
+          f"- Machine: {meta['machine']}.",
+          f"- Columns: tinymalloc: {tiny}, normal mode; " + "; ".join(meta["versions"]) + ".",
+          f"- Runs: {meta['runs']} per workload and column, alternating (run 1 goes "
+          f"{', '.join(allocs)}, run 2 starts one further along); after a failed run a cell is not run "
+          f"again. Load average {meta['load_start']} at the start, {meta['load_end']} at the end "
+          f"(timing took {meta['minutes']:.1f} min).", "",
+          f"![time and peak RSS relative to tinymalloc]({os.path.relpath(plot, Path(doc).parent)})", ""]
+    for key, what, fmt in (("wall", "Median wall time in seconds", lambda v: f"{v:.2f} s"),
+                           ("cpu", "Median user + system time in seconds", lambda v: f"{v:.2f} s"),
+                           ("rss_kb", "Median peak RSS", lambda v: f"{v / 1024:.1f} MiB")):
+        t, _ = table_metric(summary, wnames, allocs, key, fmt, base_names=(REF,))
+        md += [f"{what} (ratio to tinymalloc's normal mode); a failed cell names the failure; "
+               f"geometric means over the workloads where both have a result.", "", t, ""]
+    fails = [(w, a, summary[w][a]) for w in wnames for a in allocs if summary[w].get(a, {}).get("fail")]
+    if fails:
+        md += ["Failures (the last lines the program wrote on stderr):", ""]
+        for w, a, s in fails:
+            tail = " / ".join(s.get("err_tail", [])) or "no output on stderr"
+            md.append(f"- {w} under {a}: {s['fail']}: `{tail[:300]}`")
+        md.append("")
+    md.append(DETECT_END)
+    section = "\n".join(md)
+    doc = Path(doc)
+    text = doc.read_text() if doc.exists() else "# Detection mode\n"
+    if DETECT_BEGIN in text and DETECT_END in text:
+        head, rest = text.split(DETECT_BEGIN, 1)
+        text = head + section + rest.split(DETECT_END, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n## Cost\n\n" + section + "\n"
+    doc.write_text(text)
+    log(f"run.py: wrote the cost table into {doc}")
 
 
 def print_summary(summary, workloads, allocs):
@@ -856,7 +940,7 @@ def print_summary(summary, workloads, allocs):
     wnames = [w["name"] for w in workloads]
     for key, label in (("wall", "wall time"), ("rss_kb", "peak RSS")):
         _, ratios = table_metric(summary, wnames, allocs, key, str)
-        for b in ("glibc", "mimalloc"):
+        for b in (REF, "mimalloc"):
             if b in allocs:
                 log(f"geomean {label} vs {b}: " + ", ".join(f"{a} {fmt_ratio(geomean(ratios[b][a]))}" for a in allocs))
 
@@ -912,7 +996,17 @@ def main():
                          "added (other programs are not run for it); no instruction counts. Repeatable. "
                          "E.g. detect=tinymalloc+TINYMALLOC_DETECT=1, dislocator=/usr/lib/afl/libdislocator.so, "
                          "asan=glibc+cflags:-fsanitize=address+ASAN_OPTIONS=detect_leaks=0")
+    ap.add_argument("--detect", action="store_true",
+                    help="the detection mode's cost: tinymalloc, and as variants " + ", ".join(DETECT_VARIANTS) +
+                         " (afl++ is installed for libdislocator when missing); ratios to tinymalloc; no "
+                         "instruction counts; the tables go into " + DETECT_DOC + " between its markers, "
+                         "the full report into build/bench/detect-cost.md")
     args = ap.parse_args()
+    if args.detect:
+        global REF
+        REF = "tinymalloc"
+        if args.suite:
+            die("--detect runs the suite's own workloads: no --suite")
     if args.report_only:
         last = json.loads((BUILD / ("last-run-suite.json" if args.suite else "last-run.json")).read_text())
         for k in ("lib", "lib_label"):
@@ -926,6 +1020,8 @@ def main():
                       last["runs_note"])
         write_report(args, out_md, plot, last["title"], last["intro"], last["workloads"], summary,
                      last["cg"], {a: None for a in last["allocs"]}, last["meta"], last["own_suite"])
+        if args.detect and summary:
+            write_detect_section(ROOT / DETECT_DOC, plot, last["workloads"], summary, last["allocs"], last["meta"])
         return 0
     lock_runner()
     runs = 1 if args.quick else args.runs
@@ -939,6 +1035,16 @@ def main():
     for a in wanted:
         if a not in ALLOCATORS:
             die(f"unknown allocator {a!r} (known: {', '.join(ALLOCATORS)})")
+    if args.detect:
+        wanted = ["tinymalloc"]
+        args.no_callgrind = True
+        if not DISLOCATOR.exists() and not args.no_install:
+            apt_install(["afl++"], "AFL++'s libdislocator")
+        for text in DETECT_VARIANTS:
+            if text.startswith("dislocator=") and not DISLOCATOR.exists():
+                log(f"run.py: {DISLOCATOR} missing (Debian package afl++): no dislocator column")
+                continue
+            args.variant.insert(len(args.variant), text)
     for text in args.variant:
         name, v = parse_variant(text)
         VARIANTS[name] = v
@@ -968,7 +1074,15 @@ def main():
         if v["cflags"]:
             v["bin"] = build_variant_programs(name, v["cflags"])
 
-    if suite:
+    if args.detect:
+        workloads = own_workloads()
+        title = "tinymalloc detection mode: cost"
+        intro = ("The suite of issue 10 (`bench/`) with tinymalloc in its normal mode, tinymalloc with "
+                 "`TINYMALLOC_DETECT=1`, ASan builds of the workloads (no preload) and AFL++'s libdislocator; "
+                 "ratios to tinymalloc's normal mode. docs/detect.md explains the columns.")
+        default_out = BUILD / "detect-cost.md"
+        do_callgrind = False
+    elif suite:
         workloads = suite["workloads"]
         title = suite.get("title", "Benchmarks")
         intro = suite.get("intro", "")
@@ -986,9 +1100,12 @@ def main():
     if args.callgrind_only:
         workloads = []
     partial = bool(args.only or args.alloc or args.no_callgrind or args.callgrind_only or VARIANTS)
-    out_md = Path(args.out) if args.out else (BUILD / "results.md" if partial and not suite else default_out)
+    out_md = Path(args.out) if args.out else (BUILD / "results.md" if partial and not suite and not args.detect
+                                              else default_out)
     if args.plot:
         plot = Path(args.plot)
+    elif args.detect:
+        plot = ROOT / "docs" / "detect-cost.svg"
     elif suite and not args.out:
         plot = ROOT / suite.get("plot", "build/bench/suite.svg")
     elif out_md.resolve() == (ROOT / "docs" / "benchmarks.md").resolve():
@@ -1028,6 +1145,12 @@ def main():
          "title": title, "intro": intro, "workloads": workloads, "results": results, "cg": cg,
          "allocs": list(libs), "meta": meta, "runs_note": runs_note, "own_suite": not suite}, indent=1))
     write_report(args, out_md, plot, title, intro, workloads, summary, cg, libs, meta, own_suite=not suite)
+    if args.detect and summary:
+        doc = ROOT / DETECT_DOC
+        if args.only:
+            log(f"run.py: --only: {doc} left alone (the cost table is the whole suite's); see {out_md}")
+        else:
+            write_detect_section(doc, plot, workloads, summary, list(libs), meta)
     print_summary(summary, workloads, list(libs))
     if cg:
         log(callgrind_markdown(cg, list(libs)))
