@@ -152,15 +152,29 @@ void tmf_set_fuzzing_mode(const char *artifact_prefix)
 #define TMF_UNLIKELY_PROFILE(x) __builtin_expect((x) != 0, 0)
 
 /* Seconds an op may take before the run counts as hung: long enough for the
- * slowest op on a loaded machine (a bulk allocation, a fork of a big ASan
+ * slowest op on a machine of our own (a bulk allocation, a fork of a big ASan
  * process), short enough to find a deadlock within seconds.
  * TMF_WATCHDOG_SECONDS overrides it (Valgrind runs everything 50 times
- * slower). */
+ * slower). On a shared machine the harness's threads may wait seconds for a
+ * core: the bound is stretched by the load (the 1-minute load average per
+ * online CPU, when above 1), so that a loaded machine is never reported as a
+ * deadlock; a real deadlock stays a deadlock, only found later. */
 #define TMF_WATCHDOG_OP_SECONDS 5
 static int watchdog_seconds = TMF_WATCHDOG_OP_SECONDS;
 
 static _Atomic(const char *) watchdog_what;
-static _Atomic int64_t watchdog_deadline_ms; /* 0 = disarmed */
+static _Atomic int64_t watchdog_noted_ms; /* when the last op began; 0 = disarmed */
+
+/* The bound in milliseconds under the current load. */
+static int64_t watchdog_bound_ms(void)
+{
+  double load = 0;
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  double factor = 1;
+  if (getloadavg(&load, 1) == 1 && cpus > 0 && load / (double)cpus > 1) factor = load / (double)cpus;
+  if (factor > 20) factor = 20;
+  return (int64_t)((double)watchdog_seconds * 1000 * factor);
+}
 static pthread_once_t watchdog_once = PTHREAD_ONCE_INIT;
 
 static int64_t now_ms(void)
@@ -176,12 +190,15 @@ static void *watchdog_main(void *arg)
   for (;;) {
     struct timespec pause = {0, 200 * 1000 * 1000};
     nanosleep(&pause, NULL);
-    int64_t deadline = atomic_load(&watchdog_deadline_ms);
-    if (deadline != 0 && now_ms() > deadline) {
+    int64_t noted = atomic_load(&watchdog_noted_ms);
+    if (noted == 0 || now_ms() - noted <= watchdog_seconds * 1000) continue;
+    int64_t bound = watchdog_bound_ms();
+    if (now_ms() - noted > bound && atomic_load(&watchdog_noted_ms) == noted) {
       const char *what = atomic_load(&watchdog_what);
       char line[256];
-      int n = snprintf(line, sizeof line, "tinymalloc-fuzz: hang: %s did not finish within %d s (a deadlock in the allocator?)\n",
-                       what ? what : "an op", watchdog_seconds);
+      int n = snprintf(line, sizeof line,
+                       "tinymalloc-fuzz: hang: %s did not finish within %.0f s (a deadlock in the allocator?)\n",
+                       what ? what : "an op", (double)bound / 1000);
       if (n > 0) write_all(2, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
       save_window_if(true);
       /* Not the engine's crash handler: it may fork (a symbolizer) and hang
@@ -277,13 +294,13 @@ void tmf_watchdog_note(const char *what)
     if (on > 0) profile_charge(what);
   }
   atomic_store_explicit(&watchdog_what, what, memory_order_relaxed);
-  atomic_store_explicit(&watchdog_deadline_ms, now_ms() + watchdog_seconds * 1000, memory_order_relaxed);
+  atomic_store_explicit(&watchdog_noted_ms, now_ms(), memory_order_relaxed);
 }
 
 static void watchdog_disarm(void)
 {
   if (atomic_load_explicit(&profile_on, memory_order_relaxed) > 0) profile_charge(NULL);
-  atomic_store_explicit(&watchdog_deadline_ms, 0, memory_order_relaxed);
+  atomic_store_explicit(&watchdog_noted_ms, 0, memory_order_relaxed);
 }
 
 /* ---- Disabled ops ------------------------------------------------------------- */
@@ -650,6 +667,14 @@ void tmf_expect_stats_consistent(size_t blocks, size_t usable_bytes, size_t slac
   if (slack == 0)
     TMF_REQUIRE(st.total_allocs >= st.total_frees && st.total_allocs - st.total_frees == st.live_blocks,
                 "stats: %zu allocations - %zu frees != %zu live", st.total_allocs, st.total_frees, st.live_blocks);
+  /* The cumulative count never goes back. (This core derives the frees from
+   * the allocations and the live count, so the check above holds whatever
+   * the allocation counters say: this one catches a counter that runs
+   * backwards. Called with every thread joined: no allocation half counted.) */
+  static size_t last_total_allocs;
+  TMF_REQUIRE(st.total_allocs >= last_total_allocs, "stats: %zu allocations in all, %zu at the previous call",
+              st.total_allocs, last_total_allocs);
+  last_total_allocs = st.total_allocs;
 }
 
 size_t tmf_attached_heaps(void)

@@ -258,6 +258,11 @@ def threads_seeds():
     s["race-free"] = streams(0, b"".join(op(MALLOC, i, sz(n)) + op(RACE_FREE, i, i % 4) + op(MALLOC, i, sz(n))
                                          for i, n in enumerate([16, 100, 1000, 4000, 16384, 30000, 300000, 2 << 20] * 4)),
                              op(BURST, 64, 63, sz(32)) + op(SYNC) + b"".join(op(RACE_FREE, 64 + i, i % 4) for i in range(60)))
+    # the same, again and again on fresh blocks (mode bit 2: 1 + (mode >> 3) % 32
+    # more races): the window of a racing large free is a few instructions
+    s["race-free-again"] = streams(0, b"".join(op(MALLOC, i, sz(n)) + op(RACE_FREE, i, m)
+                                               for i, (n, m) in enumerate([(2 << 20, 0xff), (3 << 20, 0xfe),
+                                                                           (40000, 0xff), (100, 0xff)])))
     # thread lifecycle: TSD destructors free (and allocate) in the last
     # destructor round, after the allocator handed the heap back (mode bits
     # 0, 1: also a small/medium one, 2: medium/large instead, 4: allocate too)
@@ -268,6 +273,9 @@ def threads_seeds():
     # unmaps large blocks (mode 1) next to a large block that shrinks and grows
     s["resize-race-medium"] = streams(0, b"".join(op(RESIZE_RACE, 8 * i, 0, sz(n)) for i, n in enumerate(
         [20000, 100000, 300000, 800000])), alloc + op(SYNC) + frees)
+    # the medium episode repeated (mode bits 4-7: 6 * (1 + n) resizes)
+    s["resize-race-medium-again"] = streams(0, b"".join(op(RESIZE_RACE, 8 * i, 0xf0, sz(n)) for i, n in enumerate(
+        [40000, 200000])))
     s["resize-race-large"] = streams(0, op(RESIZE_RACE, 3, 1, sz(10)) + op(RESIZE_RACE, 3, 7, sz(100)),
                                      b"".join(op(MALLOC, 10 + i, sz(3 << 20)) + op(FREE, 10 + i) for i in range(8)))
     s["sync"] = streams(1, alloc + op(SYNC) + frees + op(SYNC), op(SYNC) + reallocs + op(SYNC),
@@ -349,6 +357,7 @@ def dictionary(harness):
         lines.append('op_exit="%s"' % esc(op(EXIT)))
         for name, data in [("contend_16", op(CONTEND, 0x3e, sz(16), 31)), ("contend_4k", op(CONTEND, 0x7f, sz(4096), 15)),
                            ("race_free", op(RACE_FREE, 1, 0)), ("race_free_remote", op(RACE_FREE, 1, 3)),
+                           ("race_free_again", op(RACE_FREE, 1, 0xff)),
                            ("late_free", op(LATE_FREE, 0x13, sz(100))), ("sync", op(SYNC)),
                            ("resize_race", op(RESIZE_RACE, 1, 0, sz(100000))),
                            ("resize_race_large", op(RESIZE_RACE, 1, 1, sz(10)))]:

@@ -355,38 +355,30 @@ static void *race_helper(void *arg)
   return NULL;
 }
 
-static void op_race_free(tmf_reader_t *r)
+/* Registers `addr` as raced: its double-free reports are expected. -1 when
+ * the table is full (the block is then freed once, plainly). */
+static int raced_register(uintptr_t addr)
 {
-  unsigned slot = tmf_read_u8(r);
-  uint8_t mode = tmf_read_u8(r);
-  tmf_block_t b;
-  if (!tmf_ops_take(&ctx, slot, &b)) return;
-  tmf_pattern_check((const unsigned char *)b.addr, b.usable, b.id, 0, b.usable, "free");
-  int known = raced_find(b.addr);
-  if (known < 0) {
-    unsigned i = atomic_fetch_add(&raced_count, 1);
-    if (i >= TMF_MAX_RACED) { /* no room to accept its report: an ordinary free */
-      atomic_fetch_sub(&raced_count, 1);
-      tinyfree((void *)b.addr);
-      return;
-    }
-    atomic_store(&raced_addr[i], b.addr);
-    known = (int)i;
+  int known = raced_find(addr);
+  if (known >= 0) return known;
+  unsigned i = atomic_fetch_add(&raced_count, 1);
+  if (i >= TMF_MAX_RACED) {
+    atomic_fetch_sub(&raced_count, 1);
+    return -1;
   }
-  bool caller_frees = !(mode & 1);
-  unsigned helpers = 1 + ((mode >> 1) & 1);
+  atomic_store(&raced_addr[i], addr);
+  return (int)i;
+}
+
+/* Frees `p` from `frees` threads at once (the caller among them unless
+ * caller_frees is false: then two or three helpers race on equal terms). */
+static void race_one(void *p, int known, unsigned helpers, bool caller_frees)
+{
   unsigned frees = helpers + caller_frees;
-  if (frees < 2) helpers = 2, frees = 2;
-  pthread_rwlock_wrlock(&gate);
-  /* Junk off while the frees race: the loser of the documented window may
-   * fill a block the winner already gave back (an ASan build reports that
-   * write); what matters is what happens to the block afterwards. */
-  long junk = tinymalloc_option_get("junk");
-  if (junk > 0) tinymalloc_option_set("junk", 0);
   unsigned before = atomic_load(&raced_reports[known]);
   atomic_fetch_add(&raced_races[known], frees - 1);
   race_t race;
-  race.p = (void *)b.addr;
+  race.p = p;
   atomic_init(&race.go, 0);
   atomic_init(&race.ready, 0);
   pthread_t t[2];
@@ -397,8 +389,6 @@ static void op_race_free(tmf_reader_t *r)
   if (caller_frees) tinyfree(race.p);
   for (unsigned k = 0; k < helpers; k++)
     pthread_join(t[k], NULL);
-  if (junk > 0) tinymalloc_option_set("junk", junk);
-  pthread_rwlock_unlock(&gate);
   unsigned reported = atomic_load(&raced_reports[known]) - before;
   /* Fewer reports than extra frees: the allocator accepted two frees of one
    * block (the documented window). Its counters may then be one short; it
@@ -408,6 +398,45 @@ static void op_race_free(tmf_reader_t *r)
     ctx.slack += frees - 1 - reported;
     pthread_mutex_unlock(&ctx.lock);
   }
+}
+
+static void op_race_free(tmf_reader_t *r)
+{
+  unsigned slot = tmf_read_u8(r);
+  uint8_t mode = tmf_read_u8(r);
+  tmf_block_t b;
+  if (!tmf_ops_take(&ctx, slot, &b)) return;
+  tmf_pattern_check((const unsigned char *)b.addr, b.usable, b.id, 0, b.usable, "free");
+  int known = raced_register(b.addr);
+  if (known < 0) { /* no room to accept its report: an ordinary free */
+    tinyfree((void *)b.addr);
+    return;
+  }
+  bool caller_frees = !(mode & 1);
+  unsigned helpers = 1 + ((mode >> 1) & 1);
+  if (helpers + caller_frees < 2) helpers = 2;
+  /* bit 2: the race is run again on fresh blocks of the same size (a window
+   * of a few instructions needs many tries). */
+  unsigned again = (mode & 4) ? 1 + (mode >> 3) % 32 : 0;
+  pthread_rwlock_wrlock(&gate);
+  /* Junk off while the frees race: the loser of the documented window may
+   * fill a block the winner already gave back (an ASan build reports that
+   * write); what matters is what happens to the block afterwards. */
+  long junk = tinymalloc_option_get("junk");
+  if (junk > 0) tinymalloc_option_set("junk", 0);
+  race_one((void *)b.addr, known, helpers, caller_frees);
+  for (unsigned k = 0; k < again; k++) {
+    void *p = tinymalloc(b.requested);
+    TMF_REQUIRE(p != NULL, "race_free: malloc(%zu) returned NULL", b.requested);
+    int i = raced_register((uintptr_t)p);
+    if (i < 0) {
+      tinyfree(p);
+      break;
+    }
+    race_one(p, i, helpers, caller_frees);
+  }
+  if (junk > 0) tinymalloc_option_set("junk", junk);
+  pthread_rwlock_unlock(&gate);
 }
 
 /* ---- late_free: frees and allocations after the heap was torn down -------- */
@@ -493,6 +522,7 @@ static void op_late_free(tmf_reader_t *r)
 typedef struct resize_s {
   unsigned slot;
   bool large;
+  unsigned rounds; /* resizes by the caller, and what the helper does meanwhile */
   size_t size;
   atomic_int go;
 } resize_t;
@@ -526,9 +556,9 @@ static void *resize_helper(void *arg)
   resize_t *rs = arg;
   wait_flag(&rs->go);
   tmf_block_t b;
-  for (unsigned k = 0; k < 6; k++) {
+  for (unsigned k = 0; k < rs->rounds; k++) {
     if (rs->large) { /* map and unmap large blocks next to the one being resized */
-      size_t n = ((size_t)(3 + k % 4) << 20) + 4096 * k;
+      size_t n = ((size_t)(3 + k % 4) << 20) + 4096 * (k % 6);
       void *p = tinymalloc(n);
       TMF_REQUIRE(p != NULL, "malloc(%zu) returned NULL", n);
       b = tmf_block_adopt(p, n, 16, tmf_ops_new_id(&ctx), false);
@@ -536,7 +566,7 @@ static void *resize_helper(void *arg)
     } else { /* free the neighbours and put fresh blocks there */
       unsigned s = (rs->slot + ((k & 1) ? 1 : TMF_SLOTS - 1)) % TMF_SLOTS;
       if (tmf_ops_take(&ctx, s, &b)) tmf_ops_release(&b);
-      alloc_slot(s, rs->size / 2 + 4096 * k);
+      alloc_slot(s, rs->size / 2 + 4096 * (k % 6));
     }
   }
   return NULL;
@@ -551,6 +581,10 @@ static void op_resize_race(tmf_reader_t *r)
   rs.slot = slot;
   rs.large = mode & 1;
   rs.size = rs.large ? ((size_t)(6 + (mode >> 1) % 8) << 20) + size % 4096 : 16385 + size % ((size_t)1 << 19);
+  /* medium: mode bits 4-7 repeat the episode (a check-then-act window of a
+   * few instructions needs many tries); large blocks map and unmap too much
+   * for that */
+  rs.rounds = rs.large ? 6 : 6 * (1 + (mode >> 4) % 16);
   atomic_init(&rs.go, 0);
   if (!tmf_ops_budget(&ctx, rs.size, rs.large ? 4 : 3, 0)) return;
   alloc_slot(slot, rs.size);
@@ -561,9 +595,10 @@ static void op_resize_race(tmf_reader_t *r)
   pthread_t t;
   start_thread(&t, resize_helper, &rs);
   atomic_store_explicit(&rs.go, 1, memory_order_release);
-  for (unsigned k = 0; k < 6; k++) { /* shrink, grow, shrink ... in place when it can */
-    size_t n = (k & 1) ? rs.size + (rs.large ? ((size_t)2 << 20) : 4096 * (k + 1)) : rs.size / (2 + k);
-    if (rs.large && !(k & 1)) n = ((size_t)1 << 20) + 8192 + 4096 * k;
+  for (unsigned k = 0; k < rs.rounds; k++) { /* shrink, grow, shrink ... in place when it can */
+    unsigned j = k % 6;
+    size_t n = (j & 1) ? rs.size + (rs.large ? ((size_t)2 << 20) : 4096 * (j + 1)) : rs.size / (2 + j);
+    if (rs.large && !(j & 1)) n = ((size_t)1 << 20) + 8192 + 4096 * j;
     realloc_slot(slot, n);
   }
   pthread_join(t, NULL);
