@@ -8,12 +8,17 @@
 # STALE PATCH, not as a bug the harnesses missed; the run then exits with 3
 # (1 when a bug was missed or did not reproduce).
 #
-# Usage: fuzz/prove-bugs.sh [--time SECONDS] [--from-scratch] [PATCH...]
+# Usage: fuzz/prove-bugs.sh [--time SECONDS] [--from-scratch] [--core-from REV] [PATCH...]
+#   --core-from     take the core (src/, include/) from commit REV instead of
+#                   the working tree (when src/ has someone else's edits)
 #   --time          libFuzzer time bound per bug (default 45)
 #   --from-scratch  skip the corpus replay and fuzz from a one-op seed, to
 #                   measure how long the fuzzer itself needs
 # A patch names its harness in a line "Harness: NAME" and may ask for the
 # TSan replay with "Detect: tsan" (data races on the cross-thread path).
+# "Expect: rare" marks a race whose window is a few instructions: not
+# catching it within the bound is reported (RARELY CAUGHT) but does not fail
+# the run; catching it must still reproduce.
 # "Harness: lifecycle" means fuzz/lifecycle_test (calls before initialisation
 # and the other cases no fuzz harness can drive), built against the patched
 # core and run as it is, in both modes.
@@ -26,12 +31,14 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 limit=45
 scratch_mode=0
+core_rev=""
 patches=()
 while [ $# -gt 0 ]; do
   case $1 in
   --time) limit=$2; shift 2 ;;
   --from-scratch) scratch_mode=1; shift ;;
-  *) patches+=("$1"); shift ;;
+  --core-from) core_rev=$2; shift 2 ;;
+  *) patches+=("$(realpath "$1")"); shift ;;
   esac
 done
 [ ${#patches[@]} -gt 0 ] || patches=("$root"/fuzz/bugs/*.patch)
@@ -43,7 +50,11 @@ mkdir -p "$base"
 snap=$base/snapshot
 rm -rf "$snap" "$base"/pristine-*
 mkdir -p "$snap"
-cp -r "$root/include" "$root/src" "$snap/"
+if [ -n "$core_rev" ]; then
+  git -C "$root" archive "$core_rev" src include | tar -x -C "$snap"
+else
+  cp -r "$root/include" "$root/src" "$snap/"
+fi
 table=$base/results.txt
 : >"$table"
 failed=0
@@ -157,7 +168,7 @@ build_lifecycle() {
 # The most telling line of a failure log: the harness's own verdict first,
 # then a sanitizer's, then the allocator's report.
 first_report() {
-  grep -m1 -E 'tinymalloc-fuzz: ' "$1" | grep -v ' while replaying ' ||
+  grep -E 'tinymalloc-fuzz: ' "$1" | grep -v -E ' while replaying |warm mode: ' | head -n 1 | grep . ||
     grep -m1 -E 'WARNING: ThreadSanitizer|ERROR: (AddressSanitizer|UndefinedBehaviorSanitizer|libFuzzer)|runtime error' "$1" ||
     grep -m1 -E 'tinymalloc' "$1"
 }
@@ -180,11 +191,13 @@ first_failing_input() {
 record() { printf '%-28s %-8s %-14s %7s  %-5s %s\n' "$@" | tee -a "$table"; }
 
 stale=0
+rare=0
 record BUG HARNESS "CAUGHT BY" "TIME" "REPRO" "FIRST REPORT"
 for patch in "${patches[@]}"; do
   name=$(basename "$patch" .patch)
   harness=$(sed -nE 's/^Harness: *([a-z]+).*/\1/p' "$patch" | head -n 1)
   detect=$(sed -nE 's/^Detect: *([a-z]+).*/\1/p' "$patch" | head -n 1)
+  expect=$(sed -nE 's/^Expect: *([a-z]+).*/\1/p' "$patch" | head -n 1)
   [ -n "$harness" ] || harness=ops
   dir=$base/$name
   tree=$dir/tree
@@ -278,17 +291,27 @@ for patch in "${patches[@]}"; do
       caught="libFuzzer"
       elapsed=$(($(now_ms) - t0))
       reason=$(first_report "$dir/libfuzzer.log")
-      # A saved finding must fail again when replayed alone, without the engine.
-      if ! timeout 60 "$dir/replay" "$input" >"$dir/repro.log" 2>&1 ||
-        ! timeout 60 "$dir/fuzz" "$input" >>"$dir/repro.log" 2>&1; then
-        repro=yes
-      else
-        repro=no
-      fi
+      # A saved finding must fail again when replayed alone, without the
+      # engine; a race needs the right interleaving: up to 5 tries for the
+      # multi-threaded harnesses.
+      tries=1
+      case $harness in threads | fork) tries=5 ;; esac
+      repro=no
+      : >"$dir/repro.log"
+      for ((t = 0; t < tries; t++)); do
+        if ! timeout 60 "$dir/replay" "$input" >>"$dir/repro.log" 2>&1 ||
+          ! timeout 60 "$dir/fuzz" "$input" >>"$dir/repro.log" 2>&1; then
+          repro=yes
+          break
+        fi
+      done
     fi
   fi
 
-  if [ -z "$caught" ]; then
+  if [ -z "$caught" ] && [ "$expect" = rare ]; then
+    record "$name" "$harness" "RARELY CAUGHT" "${limit}s+" "-" "(a window of a few instructions: not found this time)"
+    rare=$((rare + 1))
+  elif [ -z "$caught" ]; then
     record "$name" "$harness" "NOT CAUGHT" "${limit}s+" "-" ""
     failed=1
   else
@@ -308,5 +331,10 @@ if [ "$stale" -ne 0 ]; then
   echo "prove-bugs: $stale of ${#patches[@]} patches are stale (they no longer apply to src/: regenerate them" \
     "against the current core); the other $((${#patches[@]} - stale)) were caught and reproduced alone (table: $table)" >&2
   exit 3
+fi
+if [ "$rare" -ne 0 ]; then
+  echo "prove-bugs: $((${#patches[@]} - rare)) of ${#patches[@]} injected bugs caught and reproduced alone;" \
+    "$rare marked 'Expect: rare' not caught this time (table: $table)"
+  exit 0
 fi
 echo "prove-bugs: all ${#patches[@]} injected bugs caught and reproduced alone (table: $table)"
