@@ -664,6 +664,9 @@ void tmf_expect_stats_consistent(size_t blocks, size_t usable_bytes, size_t slac
               st.peak_mapped_bytes);
   TMF_REQUIRE(st.metadata_bytes <= st.mapped_bytes, "stats: metadata %zu above mapped %zu", st.metadata_bytes,
               st.mapped_bytes);
+  /* Every segment has a header of at least a page. */
+  TMF_REQUIRE(st.metadata_bytes >= st.segments * 4096, "stats: metadata %zu for %zu segments", st.metadata_bytes,
+              st.segments);
   if (slack == 0)
     TMF_REQUIRE(st.total_allocs >= st.total_frees && st.total_allocs - st.total_frees == st.live_blocks,
                 "stats: %zu allocations - %zu frees != %zu live", st.total_allocs, st.total_frees, st.live_blocks);

@@ -9,6 +9,8 @@
  *                 interrupts medium allocations (glibc's tst-mallocfork2)
  *   fork-stdio    fork while one thread holds a FILE lock and reallocates and
  *                 another flushes every stream (glibc's tst-malloc-fork-deadlock)
+ *   env-options   options read from the environment at initialisation: good
+ *                 values taken, malformed and out-of-range ones ignored
  *   cancel        a thread with a pending cancellation double-frees a medium
  *                 block (report handler installed) and prints the statistics:
  *                 neither may be a cancellation point, nothing may hang
@@ -323,13 +325,44 @@ static void case_cancel(void)
   use_each_strategy("cancel, after the statistics");
 }
 
+/* ---- env-options ------------------------------------------------------------------ */
+
+/* The environment this case runs with (set by the driver). */
+static char *const env_options[] = {
+    "TINYMALLOC_JUNK=on",                       /* a word */
+    "TINYMALLOC_ARENAS=3",                      /* a number */
+    "TINYMALLOC_PURGE_DELAY_MS=12x",            /* malformed: the default stays */
+    "TINYMALLOC_QUARANTINE_COUNT=99999999999",  /* too large: the default stays */
+    "TINYMALLOC_ZERO_ON_FREE=2",                /* out of range: the default stays */
+    "TINYMALLOC_NO_SUCH_OPTION=1",              /* unknown: ignored */
+    "NOT_TINYMALLOC_SHOW_ERRORS=0",             /* not ours */
+    NULL};
+
+static void case_env_options(void)
+{
+  REQUIRE(tinymalloc_option_get("junk") == 1, "env-options: junk = %ld, TINYMALLOC_JUNK=on", tinymalloc_option_get("junk"));
+  REQUIRE(tinymalloc_option_get("arenas") == 3, "env-options: arenas = %ld, TINYMALLOC_ARENAS=3",
+          tinymalloc_option_get("arenas"));
+  REQUIRE(tinymalloc_option_get("purge_delay_ms") == 30, "env-options: purge_delay_ms = %ld after a malformed value",
+          tinymalloc_option_get("purge_delay_ms"));
+  REQUIRE(tinymalloc_option_get("quarantine_count") == 1024, "env-options: quarantine_count = %ld after a value too large",
+          tinymalloc_option_get("quarantine_count"));
+  REQUIRE(tinymalloc_option_get("zero_on_free") == 0, "env-options: zero_on_free = %ld after a value out of range",
+          tinymalloc_option_get("zero_on_free"));
+  REQUIRE(tinymalloc_option_get("show_errors") == 1, "env-options: show_errors = %ld (another variable's value)",
+          tinymalloc_option_get("show_errors"));
+  unsigned char *p = tinymalloc(100);
+  REQUIRE(p != NULL && p[0] == 0xa5 && p[99] == 0xa5, "env-options: junk is on but a new block is not filled");
+  tinyfree(p);
+}
+
 /* ---- driver ---------------------------------------------------------------------- */
 
 static const struct {
   const char *name;
   void (*run)(void);
 } cases[] = {{"pre-init", case_pre_init},       {"init-race", case_init_race}, {"fork-signal", case_fork_signal},
-             {"fork-stdio", case_fork_stdio}, {"cancel", case_cancel}};
+             {"fork-stdio", case_fork_stdio}, {"env-options", case_env_options}, {"cancel", case_cancel}};
 #define NCASES (sizeof cases / sizeof cases[0])
 
 int main(int argc, char **argv)
@@ -351,7 +384,10 @@ int main(int argc, char **argv)
     if (!wanted) continue;
     pid_t pid = fork();
     if (pid == 0) {
-      execl("/proc/self/exe", argv[0], "--case", cases[i].name, (char *)NULL);
+      if (cases[i].run == case_env_options)
+        execle("/proc/self/exe", argv[0], "--case", cases[i].name, (char *)NULL, env_options);
+      else
+        execl("/proc/self/exe", argv[0], "--case", cases[i].name, (char *)NULL);
       _exit(127);
     }
     int status = 0;

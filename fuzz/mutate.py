@@ -9,7 +9,9 @@ dropped, a memory order weakened or changed. Each mutant is built in a
 scratch copy (the core once per flavour, then only the mutated file, or
 everything when a header changed) and hunted:
 
-  1. the plain replay of the committed corpus of every harness;
+  1. the plain replay of the committed corpus of every harness, then
+     fuzz/lifecycle_test (calls before initialisation, options from the
+     environment, fork from a signal handler, cancellation);
   2. for a changed memory order, the TSan replay of corpus/threads and corpus/ops;
   3. libFuzzer (ASan+UBSan) for --fuzz-time seconds per harness from the corpus.
 
@@ -232,6 +234,8 @@ class Builder:
                                             os.path.join(self.snapshot, "src", f), "-o",
                                             os.path.join(d, "core", f[:-2] + ".o")] for f in self.core]
             harness = SUPPORT + drivers + ["harness_" + h for h in HARNESSES]
+            if flavour == "plain":
+                harness.append("lifecycle_test")
             jobs += [["-std=c11", "-D_GNU_SOURCE", "-g1", "-O1"] + harn_x +
                      ["-I", os.path.join(ROOT, "include"), "-I", os.path.join(ROOT, "fuzz"), "-c",
                       os.path.join(ROOT, "fuzz", f + ".c"), "-o", os.path.join(d, "fuzz", f + ".o")] for f in harness]
@@ -252,6 +256,9 @@ class Builder:
             if not ok:
                 raise SystemExit("mutate: the unmutated core does not link (%s):\n%s" % (flavour, text[:3000]))
         self.bin = d
+        rc, out = run([os.path.join(d, "plain-lifecycle")], 300)
+        if rc != 0:
+            raise SystemExit("mutate: lifecycle_test fails on the unmutated core:\n%s" % out[-2000:])
         self.healthy_inputs, self.sick_inputs = {}, {}
         for h in harnesses:
             files = sorted(os.path.join(ROOT, "corpus", h, f) for f in os.listdir(os.path.join(ROOT, "corpus", h)))
@@ -294,6 +301,9 @@ class Builder:
         for h in harnesses:
             support = [os.path.join(pdir, "fuzz", f + ".o") for f in SUPPORT + drivers + ["harness_" + h]]
             links.append(link_x + support + objs + ["-lpthread", "-o", os.path.join(outdir, "%s-%s" % (flavour, h))])
+        if flavour == "plain":  # what no harness can drive: calls before initialisation, options from the environment
+            links.append([os.path.join(pdir, "fuzz", "lifecycle_test.o")] + objs +
+                         ["-lpthread", "-o", os.path.join(outdir, "plain-lifecycle")])
         return self.compile_many(links, 120)
 
 
@@ -348,6 +358,10 @@ def hunt(builder, args, index, site, snapshot):
         if rc != 0:
             result.update(status="killed", by="%s corpus replay" % h, report=first_report(out))
             break
+    if result["status"] == "survived":
+        rc, out = run([os.path.join(d, "plain-lifecycle")], 300)
+        if rc != 0:
+            result.update(status="killed", by="lifecycle_test", report=first_report(out))
     if result["status"] == "survived" and kind == "memory order":
         try:
             ok, text = builder.build(tree, rel, "tsan", [h for h in ("threads", "ops") if h in args.harness], d)
