@@ -22,7 +22,8 @@ whether a survivor is equivalent (no behaviour can tell it from the
 original) is for a person to judge.
 
 Usage: fuzz/mutate.py [--count N] [--seed S] [--fuzz-time SEC] [--jobs J]
-                      [--harness NAME]... [--out DIR] [--list]
+                      [--harness NAME]... [--out DIR] [--list] [--range A:B]
+                      [--core-from REV]
 Nothing outside --out (default build/fuzz-mutants) is written; src/ is read
 once, at the start (a snapshot), and never changed.
 """
@@ -416,6 +417,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "build", "fuzz-mutants"), help="work directory")
     ap.add_argument("--keep", action="store_true", help="keep the trees and binaries of survivors")
     ap.add_argument("--list", action="store_true", help="only list the sampled mutants")
+    ap.add_argument("--core-from", help="take src/ and include/ from commit REV, not the working tree")
+    ap.add_argument("--range", help="A:B: hunt only the sampled mutants A to B-1 (the sample is the same: split "
+                                    "one sample across processes)")
     args = ap.parse_args()
     args.harness = args.harness or HARNESSES
     for h in args.harness:
@@ -427,8 +431,14 @@ def main():
     for p in list(os.listdir(args.out)):
         if p.startswith("pristine-") or re.match(r"m\d+$", p):
             shutil.rmtree(os.path.join(args.out, p), ignore_errors=True)
-    shutil.copytree(os.path.join(ROOT, "src"), os.path.join(snapshot, "src"))
-    shutil.copytree(os.path.join(ROOT, "include"), os.path.join(snapshot, "include"))
+    if args.core_from:  # the core of a commit, not the working tree
+        os.makedirs(snapshot)
+        archive = subprocess.run(["git", "-C", ROOT, "archive", args.core_from, "src", "include"], check=True,
+                                 stdout=subprocess.PIPE).stdout
+        subprocess.run(["tar", "-x", "-C", snapshot], input=archive, check=True)
+    else:
+        shutil.copytree(os.path.join(ROOT, "src"), os.path.join(snapshot, "src"))
+        shutil.copytree(os.path.join(ROOT, "include"), os.path.join(snapshot, "include"))
 
     sites = []
     for f in sorted(os.listdir(os.path.join(snapshot, "src"))):
@@ -458,7 +468,8 @@ def main():
     builder.check_pristine(args.harness, args.fuzz_time > 0)
     results = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
-        futures = {ex.submit(hunt, builder, args, i, s, snapshot): i for i, s in enumerate(sample)}
+        lo, hi = (int(x) for x in args.range.split(":")) if args.range else (0, len(sample))
+        futures = {ex.submit(hunt, builder, args, i, s, snapshot): i for i, s in enumerate(sample) if lo <= i < hi}
         for fut in concurrent.futures.as_completed(futures):
             r = fut.result()
             s = r["site"]

@@ -173,6 +173,16 @@ static void gen_size(rng_t *r, uint8_t out[3])
   uint16_t v = (uint16_t)next(r);
   if (c == 0 && chance(r, 50)) v = (uint16_t)below(r, 300); /* the densest classes */
   if (c == 4) v = (uint16_t)(below(r, 48) + 256 * below(r, 5) * (chance(r, 50) ? 1 : 0) + 512 * below(r, 3));
+  if (c == 5 && chance(r, 50)) {
+    /* An exact size at a step of a geometric class table (four steps per
+     * doubling, 256 B to 16 KiB), or 16 bytes below one: what a class
+     * boundary is in a build whose blocks carry a 16-byte redzone (the
+     * sanitizer builds), which the boundary table does not hit. */
+    unsigned p = 8 + (unsigned)below(r, 7), j = (unsigned)below(r, 4);
+    unsigned edge = (1u << p) + j * (1u << (p - 2));
+    static const int delta[] = {0, -1, 1, -16, -15, -17};
+    v = (uint16_t)((int)edge + delta[below(r, 6)]);
+  }
   out[1] = (uint8_t)v;
   out[2] = (uint8_t)(v >> 8);
 }

@@ -45,7 +45,7 @@ if [ "$engine" != afl ]; then
     cpus=$(awk '{print $1 + $2}' "$d/time" | tail -n 1)
     printf 'libfuzzer %-8s execs %-7s %5s/s wall  %6.0f/s per CPU second  load %s-%s  findings %s\n' "$h" "${execs:-0}" \
       "${rate:-0}" "$(awk -v e="${execs:-0}" -v c="$cpus" 'BEGIN{print (c > 0 ? e / c : 0)}')" "$load0" "$load1" \
-      "$(ls "$d/crashes" | wc -l)"
+      "$(find "$d/crashes" -type f \( -name 'crash-*' -o -name 'timeout-*' -o -name 'oom-*' -o -name 'leak-*' -o -name 'window-*' \) | wc -l)"
   done
 fi
 if [ "$engine" != libfuzzer ]; then
