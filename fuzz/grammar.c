@@ -21,7 +21,7 @@ static const char *const misuse_layouts[] = {SHARED_LAYOUTS, "s", "sw", "B", "BZ
 static const uint8_t misuse_weights[] = {SHARED_WEIGHTS, 4, 3, 3, 2, 2, 3, 1, 1};
 
 static const char *const threads_layouts[] = {SHARED_LAYOUTS, "", "b", "", "bZb", "sb", "bZ", "", "sbZ"};
-static const uint8_t threads_weights[] = {SHARED_WEIGHTS, 2, 2, 1, 2, 2, 1, 2, 1};
+static const uint8_t threads_weights[] = {SHARED_WEIGHTS, 2, 2, 1, 5, 3, 2, 2, 3};
 
 static const char *const fork_layouts[] = {SHARED_LAYOUTS, "sb", "bZ", "bZ"};
 static const uint8_t fork_weights[] = {SHARED_WEIGHTS, 2, 2, 2};

@@ -243,6 +243,9 @@ static unsigned pick_opcode(const tmf_grammar_t *g, rng_t *r)
   return 0;
 }
 
+/* threads' contend op (harness_threads.c): opcode, shape, size, rounds. */
+#define THREADS_CONTEND 22
+
 static size_t gen_op(const tmf_grammar_t *g, rng_t *r, uint8_t *out)
 {
   unsigned opcode = pick_opcode(g, r);
@@ -250,6 +253,17 @@ static size_t gen_op(const tmf_grammar_t *g, rng_t *r, uint8_t *out)
   out[n++] = (uint8_t)opcode;
   for (const char *t = g->layouts[opcode]; *t; t++)
     n += gen_operand(r, *t, out + n);
+  if (g->streams && opcode == THREADS_CONTEND && chance(r, 50)) {
+    /* The owner merges other threads' frees when its slab runs out: with 4
+     * to 16 KiB blocks (4 to 16 per slab) it merges every few allocations,
+     * while several consumers free remotely for many rounds. */
+    out[1] = (uint8_t)(out[1] | 0x0e);
+    uint16_t v = (uint16_t)(4096 + below(r, 12289));
+    out[2] = (uint8_t)(12 + below(r, 8));
+    out[3] = (uint8_t)v;
+    out[4] = (uint8_t)(v >> 8);
+    out[5] = (uint8_t)(16 + below(r, 16));
+  }
   return n;
 }
 
