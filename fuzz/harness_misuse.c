@@ -10,7 +10,9 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "ops.h"
@@ -106,9 +108,15 @@ static void reenter(unsigned mask)
 
 static void counting_handler(tinymalloc_error_kind_t kind, const char *op, void *ptr, const char *message, void *arg)
 {
-  (void)message;
   (void)arg;
   TMF_REQUIRE(!in_handler, "misuse report about %p while the handler was handling another (%s)", ptr, message);
+  /* The documented line: "tinymalloc: <what> <pointer> (<detail>)". */
+  char hex[32];
+  snprintf(hex, sizeof hex, "%p", ptr);
+  size_t len = strlen(message);
+  TMF_REQUIRE(strncmp(message, "tinymalloc: ", 12) == 0 && strstr(message, hex) != NULL && len > 0 &&
+                  message[len - 1] == ')' && strchr(message, '(') != NULL,
+              "misuse report about %p is not one line 'tinymalloc: ... %s (...)': '%s'", ptr, hex, message);
   reports.count++;
   reports.kind = kind;
   reports.ptr = ptr;
