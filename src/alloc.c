@@ -35,7 +35,8 @@ __attribute__((destructor)) static void tm_at_exit(void) { tm_stats_at_exit(); }
 
 typedef enum { TM_OUT_SMALL, TM_OUT_MEDIUM, TM_OUT_LARGE } tm_out_kind_t;
 
-static void *tm_handed_out(void *p, size_t requested, size_t usable, bool zero, bool clean, tm_out_kind_t kind)
+static TM_NOINLINE void *tm_handed_out_slow(void *p, size_t requested, size_t usable, bool zero, bool clean,
+                                            tm_out_kind_t kind)
 {
   uint32_t features = TM_FEATURES();
   if (TM_UNLIKELY(features & TM_FEATURE_DETECT)) {
@@ -56,6 +57,15 @@ static void *tm_handed_out(void *p, size_t requested, size_t usable, bool zero, 
   else if (!zero && TM_UNLIKELY(features & TM_FEATURE_JUNK))
     memset(p, TM_JUNK_ALLOC_BYTE, requested);
   return p;
+}
+
+/* A block leaves the allocator: the tools' hooks, the detection mode's
+ * checks, calloc's zeroing and junk filling, none of which a plain malloc
+ * in a plain build needs. */
+TM_INLINE void *tm_handed_out(void *p, size_t requested, size_t usable, bool zero, bool clean, tm_out_kind_t kind)
+{
+  if (TM_LIKELY(!TM_TRACKING && !zero && TM_FEATURES() == 0)) return p;
+  return tm_handed_out_slow(p, requested, usable, zero, clean, kind);
 }
 
 /* Every request that is not "small, default alignment, current slab has a

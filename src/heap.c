@@ -37,7 +37,6 @@ static void tm_heap_thread_exit(void *arg);
 void tm_heap_pool_lock(void) { tm_lock(&tm_pool_lock); }
 void tm_heap_pool_unlock(void) { tm_unlock(&tm_pool_lock); }
 
-tm_arena_t *tm_heap_arena(tm_heap_t *heap) { return heap == &tm_dead_heap ? tm_orphan_heap.arena : heap->arena; }
 
 /* Who the grace period must wait for while `heap`'s code forwards a slab. */
 static tm_heap_t *tm_grace_self(tm_heap_t *heap) { return heap == &tm_orphan_heap ? NULL : heap; }

@@ -25,8 +25,9 @@ TM_INLINE tm_heap_t *tm_heap_get(void)
   tm_heap_t *heap = tm_thread_heap;
   return TM_LIKELY(heap != NULL) ? heap : tm_heap_get_slow();
 }
-/* The arena for a heap's medium and large blocks. */
-tm_arena_t *tm_heap_arena(tm_heap_t *heap) TM_HIDDEN;
+/* The arena for a heap's medium and large blocks (the dead-thread sentinel
+ * carries the shared heap's: heap.c keeps the two equal). */
+TM_INLINE tm_arena_t *tm_heap_arena(tm_heap_t *heap) { return heap->arena; }
 
 /* A block of class `cls` when the current slab's hint word had none (or
  * there is no current slab); NULL with errno = ENOMEM. Faults found on the

@@ -90,19 +90,10 @@ static void tm_medium_cache_put(tm_heap_t *heap, void *p, size_t pages)
 
 /* ---- Allocation --------------------------------------------------------------- */
 
-void *tm_medium_alloc(tm_heap_t *heap, tm_arena_t *arena, size_t need, size_t alignment, bool *clean)
+/* The arena's page runs, under its lock (out of line: the cached case above
+ * saves no registers for it). */
+static TM_NOINLINE void *tm_medium_alloc_pages(tm_arena_t *arena, size_t pages, size_t align_pages, bool *clean)
 {
-  size_t pages = (need + TM_PAGE_SIZE - 1) >> TM_PAGE_SHIFT;
-  size_t align_pages = alignment > TM_PAGE_SIZE ? alignment >> TM_PAGE_SHIFT : 1;
-  if (heap && align_pages == 1 && pages <= TM_MEDIUM_CACHE_PAGES) {
-    void *p = tm_medium_cache_take(heap, pages);
-    if (p) {
-      atomic_store_explicit(&heap->medium_reuses, atomic_load_explicit(&heap->medium_reuses, memory_order_relaxed) + 1,
-                            memory_order_relaxed);
-      *clean = false;
-      return p;
-    }
-  }
   size_t first = 0;
   tm_lock(&arena->lock);
   tm_segment_t *seg = tm_segment_find_pages(arena, pages, align_pages, &first);
@@ -126,6 +117,22 @@ void *tm_medium_alloc(tm_heap_t *heap, tm_arena_t *arena, size_t need, size_t al
   arena->medium_allocs++;
   tm_unlock(&arena->lock);
   return tm_page_addr(seg, first);
+}
+
+void *tm_medium_alloc(tm_heap_t *heap, tm_arena_t *arena, size_t need, size_t alignment, bool *clean)
+{
+  size_t pages = (need + TM_PAGE_SIZE - 1) >> TM_PAGE_SHIFT;
+  size_t align_pages = alignment > TM_PAGE_SIZE ? alignment >> TM_PAGE_SHIFT : 1;
+  if (heap && align_pages == 1 && pages <= TM_MEDIUM_CACHE_PAGES) {
+    void *p = tm_medium_cache_take(heap, pages);
+    if (p) {
+      atomic_store_explicit(&heap->medium_reuses, atomic_load_explicit(&heap->medium_reuses, memory_order_relaxed) + 1,
+                            memory_order_relaxed);
+      *clean = false;
+      return p;
+    }
+  }
+  return tm_medium_alloc_pages(arena, pages, align_pages, clean);
 }
 
 /* ---- Validation ------------------------------------------------------------------ */
@@ -228,6 +235,17 @@ size_t tm_medium_claim(void *p, tm_fault_t *fault)
   return pages;
 }
 
+static TM_NOINLINE void tm_medium_release_pages(tm_arena_t *arena, tm_segment_t *seg, size_t page, size_t pages)
+{
+  tm_lock(&arena->lock);
+  if (arena->lost) { /* a fork child's arena torn by a vanished thread: leak */
+    tm_unlock(&arena->lock);
+    return;
+  }
+  tm_medium_give_back(arena, seg, page, pages);
+  tm_purge_unlock(arena);
+}
+
 void tm_medium_release(tm_heap_t *heap, void *p, size_t pages)
 {
   tm_segment_t *seg = tm_segment_of(p);
@@ -236,13 +254,7 @@ void tm_medium_release(tm_heap_t *heap, void *p, size_t pages)
     tm_medium_cache_put(heap, p, pages);
     return;
   }
-  tm_lock(&arena->lock);
-  if (arena->lost) { /* a fork child's arena torn by a vanished thread: leak */
-    tm_unlock(&arena->lock);
-    return;
-  }
-  tm_medium_give_back(arena, seg, tm_page_of(seg, p), pages);
-  tm_purge_unlock(arena);
+  tm_medium_release_pages(arena, seg, tm_page_of(seg, p), pages);
 }
 
 void tm_medium_free(tm_heap_t *heap, void *p, tm_fault_t *fault)
