@@ -243,8 +243,10 @@ static unsigned pick_opcode(const tmf_grammar_t *g, rng_t *r)
   return 0;
 }
 
-/* threads' contend op (harness_threads.c): opcode, shape, size, rounds. */
-#define THREADS_CONTEND 22
+/* threads' contend op (harness_threads.c): opcode, shape, size, rounds;
+ * race_free: opcode, slot, mode. */
+#define THREADS_CONTEND   22
+#define THREADS_RACE_FREE 23
 
 static size_t gen_op(const tmf_grammar_t *g, rng_t *r, uint8_t *out)
 {
@@ -367,7 +369,19 @@ static bool mutate_once(const tmf_grammar_t *g, seq_t *q, rng_t *r)
   case 0:
   case 1: { /* insert a fresh op */
     size_t len = gen_op(g, r, buf);
-    return add_fresh(q, op_position(q, r), T_OP, buf, len);
+    size_t at = op_position(q, r);
+    bool race = g->streams && buf[0] == THREADS_RACE_FREE && chance(r, 50);
+    if (race) buf[2] = (uint8_t)(buf[2] | 0xfc); /* raced again and again on fresh blocks (mode bit 2) */
+    if (!add_fresh(q, at, T_OP, buf, len)) return false;
+    if (race) {
+      /* A race needs a block in its slot: a malloc of it first (half of
+       * them large, whose claim is a single exchange). */
+      uint8_t op[5] = {0, buf[1], 0, 0, 0}; /* malloc slot size */
+      gen_size(r, op + 2);
+      if (chance(r, 50)) op[2] = 22; /* large: 1 MiB + 1 + 48 v */
+      return add_fresh(q, at, T_OP, op, sizeof op);
+    }
+    return true;
   }
   case 2: { /* delete one to four ops */
     if (ops == 0) return false;
