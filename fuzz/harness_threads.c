@@ -107,7 +107,7 @@ static void threads_handler(tinymalloc_error_kind_t kind, const char *op, void *
 {
   (void)arg;
   int i = raced_find((uintptr_t)ptr);
-  if (i >= 0 && (kind == TINYMALLOC_ERROR_DOUBLE_FREE || kind == TINYMALLOC_ERROR_CORRUPTION)) {
+  if (i >= 0 && kind == TINYMALLOC_ERROR_DOUBLE_FREE) {
     unsigned reports = atomic_fetch_add(&raced_reports[i], 1) + 1;
     unsigned races = atomic_load(&raced_races[i]);
     TMF_REQUIRE(reports <= races, "%u reports about %p, freed twice at once %u times: %s", reports, ptr, races, message);

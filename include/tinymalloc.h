@@ -162,7 +162,8 @@ typedef enum tinymalloc_error_kind_e {
   TINYMALLOC_ERROR_DOUBLE_FREE = 1,  /* the block is already free */
   TINYMALLOC_ERROR_INVALID_FREE = 2, /* not a pointer tinymalloc handed out */
   TINYMALLOC_ERROR_INTERIOR = 3,     /* points inside a block, not at its start */
-  TINYMALLOC_ERROR_CORRUPTION = 4,   /* metadata inconsistency found at run time */
+  /* 4 is retired: it named a "heap corruption" kind that was never raised (two
+     racing frees of one block are reported as a double free). */
   TINYMALLOC_ERROR_HEAP_OVERFLOW = 5,   /* detection mode: bytes past the request were written */
   TINYMALLOC_ERROR_WRITE_AFTER_FREE = 6 /* detection mode: a freed block was written */
 } tinymalloc_error_kind_t;

@@ -76,7 +76,6 @@ static const char *tm_fault_phrase(tinymalloc_error_kind_t kind, const char *op)
   bool is_realloc = strcmp(op, "realloc") == 0;
   if (kind == TINYMALLOC_ERROR_DOUBLE_FREE)
     return is_free ? "double free of " : is_realloc ? "realloc of freed block " : "usable_size of freed block ";
-  if (kind == TINYMALLOC_ERROR_CORRUPTION) return "heap corruption at ";
   if (kind == TINYMALLOC_ERROR_HEAP_OVERFLOW) return "heap overflow of block ";
   if (kind == TINYMALLOC_ERROR_WRITE_AFTER_FREE) return "write after free of block ";
   return is_free ? "invalid free of " : is_realloc ? "invalid realloc of " : "invalid usable_size of ";

@@ -93,7 +93,7 @@ static int in_array(void *const *a, int n, const void *p)
 static void on_report(tinymalloc_error_kind_t kind, const char *op, void *ptr, const char *message, void *arg)
 {
   (void)op, (void)arg;
-  int double_free = kind == TINYMALLOC_ERROR_DOUBLE_FREE || kind == TINYMALLOC_ERROR_CORRUPTION;
+  int double_free = kind == TINYMALLOC_ERROR_DOUBLE_FREE;
   const char *wrong = NULL;
   if (!double_free)
     wrong = "not a double-free report";
