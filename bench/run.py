@@ -786,6 +786,7 @@ bench/run.py --runs 9 --only larson,prodcons --alloc glibc,mimalloc,tinymalloc
 bench/run.py --callgrind-only
 bench/run.py --lib build/release/libtinymalloc-override.so --lib-label "my change"
 bench/run.py --report-only --notes notes.md    # rewrite this page from the last run's saved results
+bench/run.py --detect --runs 3                 # the detection mode's cost table, in docs/detect.md
 ```
 
 Without `--lib`, the runner builds tinymalloc with the `release` preset's flags into `build/bench/tinymalloc`
