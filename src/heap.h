@@ -29,7 +29,7 @@ TM_INLINE tm_heap_t *tm_heap_get(void)
  * carries the shared heap's: heap.c keeps the two equal). */
 TM_INLINE tm_arena_t *tm_heap_arena(tm_heap_t *heap) { return heap->arena; }
 
-/* A block of class `cls` when the current slab's hint word had none (or
+/* A block of class `cls` when the current slab had none (or
  * there is no current slab); NULL with errno = ENOMEM. Faults found on the
  * way (racing frees) are added to `faults`, to report with no lock held. */
 void *tm_heap_alloc_slow(tm_heap_t *heap, unsigned cls, tm_faults_t *faults) TM_HIDDEN;
