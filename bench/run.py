@@ -692,7 +692,7 @@ def write_svg(path, title, summary, workloads, allocs, runs_note):
     bar, gap = 7, 10
     row = bar * len(allocs) + gap
     left, pw, pgap, top = 120, 330, 60, 84
-    width = left + len(panels) * pw + (len(panels) - 1) * pgap + 20
+    width = left + len(panels) * pw + (len(panels) - 1) * pgap + 50  # room for the labels of clipped bars
     height = top + row * len(workloads) + 40
     lo, hi = -3.0, 3.0
 
