@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -849,9 +850,40 @@ void tmf_apply_option_op(tmf_reader_t *r)
     break;
   }
   case 3: {
-    static int devnull = -1;
-    if (devnull < 0) devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
-    tinymalloc_stats_print(devnull, value & 1);
+    /* Printed into a memory file and read back: the JSON form must list
+     * every class and every arena in use, the text form must have its
+     * arena table. */
+    static pthread_mutex_t print_lock = PTHREAD_MUTEX_INITIALIZER; /* threads: one at a time */
+    static int out = -1;
+    pthread_mutex_lock(&print_lock);
+    if (out < 0) out = memfd_create("tmf-stats", MFD_CLOEXEC);
+    if (out < 0) {
+      pthread_mutex_unlock(&print_lock);
+      break;
+    }
+    TMF_REQUIRE(ftruncate(out, 0) == 0 && lseek(out, 0, SEEK_SET) == 0, "stats: memory file reset failed");
+    tinymalloc_stats_print(out, value & 1);
+    static char text[65536];
+    ssize_t n = pread(out, text, sizeof text - 1, 0);
+    TMF_REQUIRE(n > 0, "tinymalloc_stats_print printed nothing");
+    text[n] = '\0';
+    tinymalloc_stats_t st;
+    TMF_REQUIRE(tinymalloc_stats(&st) == 0, "tinymalloc_stats failed");
+    if (value & 1) {
+      size_t classes = 0, arenas = 0;
+      for (const char *q = text; (q = strstr(q, "\"block_size\":")) != NULL; q++)
+        classes++;
+      for (const char *q = text; (q = strstr(q, "\"threads\":")) != NULL; q++)
+        arenas++;
+      TMF_REQUIRE(text[0] == '{' && text[n - 1] == '\n' && text[n - 2] == '}', "stats JSON is not one object: %.80s",
+                  text);
+      TMF_REQUIRE(classes == st.class_count && arenas == st.arena_count,
+                  "stats JSON lists %zu classes and %zu arenas, tinymalloc_stats %zu and %zu", classes, arenas,
+                  st.class_count, st.arena_count);
+    } else {
+      TMF_REQUIRE(strstr(text, "arenas\n") != NULL, "stats text has no arena table");
+    }
+    pthread_mutex_unlock(&print_lock);
     break;
   }
   case 4:
