@@ -13,7 +13,8 @@ everything when a header changed) and hunted:
      fuzz/lifecycle_test (calls before initialisation, options from the
      environment, fork from a signal handler, cancellation);
   2. for a changed memory order, the TSan replay of corpus/threads and corpus/ops;
-  3. libFuzzer (ASan+UBSan) for --fuzz-time seconds per harness from the corpus.
+  3. libFuzzer (ASan+UBSan) for --fuzz-time seconds per harness from the corpus;
+  4. for any other survivor, the TSan replay (a dropped lock is a data race).
 
 A mutant is KILLED when any of them fails (a failed check, a sanitizer
 report, a crash, a hang), SURVIVED when none does, STILLBORN when it does not
@@ -400,6 +401,19 @@ def hunt(builder, args, index, site, snapshot):
                 if not found or builder.pristine_fails(h, found[0]):
                     continue
                 result.update(status="killed", by="%s libFuzzer" % h, report=first_report(out))
+                break
+    if result["status"] == "survived" and kind != "memory order":
+        # Last: the TSan replay for any survivor (a dropped lock or a racy
+        # rewrite shows as a data race long before it corrupts anything).
+        try:
+            ok, text = builder.build(tree, rel, "tsan", [h for h in ("threads", "ops") if h in args.harness], d)
+        except subprocess.TimeoutExpired:
+            ok = False
+        for h in ([h for h in ("threads", "ops") if h in args.harness] if ok else []):
+            rc, out = run([os.path.join(d, "tsan-" + h)] + builder.healthy_inputs[h], 300,
+                          {"TSAN_OPTIONS": "halt_on_error=1", "TMF_WATCHDOG_SECONDS": "60"})
+            if rc != 0:
+                result.update(status="killed", by="%s TSan replay" % h, report=first_report(out))
                 break
     result["seconds"] = time.time() - t0
     if result["status"] != "survived" or not args.keep:
