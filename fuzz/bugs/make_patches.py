@@ -50,10 +50,10 @@ BUGS = [
      "on the segment's page maps.",
      [("src/medium.c",
        "  tm_lock(&arena->lock);\n  if (arena->lost) { /* a fork child's arena torn by a vanished thread: leak */\n"
-       "    tm_unlock(&arena->lock);\n    return;\n  }\n  tm_medium_give_back(arena, seg, tm_page_of(seg, p), pages);\n"
+       "    tm_unlock(&arena->lock);\n    return;\n  }\n  tm_medium_give_back(arena, seg, page, pages);\n"
        "  tm_purge_unlock(arena);",
        "  if (arena->lost) return; /* a fork child's arena torn by a vanished thread: leak */\n"
-       "  tm_medium_give_back(arena, seg, tm_page_of(seg, p), pages);")]),
+       "  tm_medium_give_back(arena, seg, page, pages);")]),
     ("08-realloc-copies-too-little", "ops", "",
      "realloc copies whole 16-byte granules only: the tail of the preserved prefix is lost when a block moves.",
      [("src/alloc.c", "  memcpy(q, p, old < size ? old : size);",
@@ -115,7 +115,7 @@ BUGS = [
      "heap, so an allocation from a later destructor creates a heap that no destructor hands back.",
      [("src/heap.c", "  tm_heap_drain(heap, &faults);\n  tm_thread_heap = &tm_dead_heap;",
        "  tm_heap_drain(heap, &faults);\n  tm_thread_heap = NULL;")]),
-    ("19-large-claim-not-atomic", "threads", "",
+    ("19-large-claim-not-atomic", "threads", "rare",
      "Two frees at once: the large free claims the block with a load and a store of `live` instead of one "
      "exchange; two threads freeing it together both pass, the block is released twice.",
      [("src/large.c",
