@@ -10,6 +10,30 @@
 #include "os.h"
 #include "track.h"
 
+/* ThreadSanitizer does not see the kernel order addresses between mappings:
+ * mremap is not intercepted, so addresses a mapping gains or moves to keep
+ * the shadow of whoever used them before, and it reports a race between that
+ * earlier user and the new owner (tests/regress/large_shrink_race.c). Under
+ * it, giving addresses back releases and taking them acquires one sync
+ * object: the happens-before the kernel's mapping lock gives. */
+#if defined(__SANITIZE_THREAD__)
+#define TM_OS_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TM_OS_TSAN 1
+#endif
+#endif
+#ifdef TM_OS_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+static char tm_os_address_space;
+#define TM_OS_GIVE() __tsan_release(&tm_os_address_space)
+#define TM_OS_TAKE() __tsan_acquire(&tm_os_address_space)
+#else
+#define TM_OS_GIVE() ((void)0)
+#define TM_OS_TAKE() ((void)0)
+#endif
+
 _Atomic size_t tm_os_mapped, tm_os_mapped_peak, tm_os_meta_mapped, tm_os_purged, tm_os_unmapped;
 
 static void tm_os_account_map(size_t size)
@@ -47,6 +71,7 @@ void *tm_os_map_aligned(size_t size, size_t alignment)
     return NULL;
   }
   tm_os_account_map(size); /* callers call tm_track_os_map on the data pages */
+  TM_OS_TAKE();
   return (void *)aligned;
 }
 
@@ -55,6 +80,7 @@ void *tm_os_map_meta(size_t size)
   void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return NULL;
   atomic_fetch_add_explicit(&tm_os_meta_mapped, size, memory_order_relaxed);
+  TM_OS_TAKE();
   return p;
 }
 
@@ -62,6 +88,7 @@ void *tm_os_map_meta(size_t size)
 void tm_os_unmap_meta(void *p, size_t size)
 {
   int saved = errno;
+  TM_OS_GIVE();
   munmap(p, size);
   atomic_fetch_sub_explicit(&tm_os_meta_mapped, size, memory_order_relaxed);
   errno = saved;
@@ -71,6 +98,7 @@ void tm_os_unmap(void *p, size_t size)
 {
   int saved = errno;
   tm_track_os_unmap(p, size);
+  TM_OS_GIVE();
   munmap(p, size);
   errno = saved;
   atomic_fetch_sub_explicit(&tm_os_mapped, size, memory_order_relaxed);
@@ -101,6 +129,7 @@ bool tm_os_grow_in_place(void *base, size_t old_size, size_t new_size)
   void *moved = mremap(base, old_size, new_size, 0);
   errno = saved;
   if (moved == MAP_FAILED) return false;
+  TM_OS_TAKE();
   tm_os_account_map(new_size - old_size);
   tm_track_os_map((uint8_t *)base + old_size, new_size - old_size);
   return true;
@@ -114,7 +143,9 @@ void *tm_os_move(void *base, size_t old_size, size_t new_size, size_t alignment)
 {
   if (new_size > TM_MAX_REQUEST || alignment > TM_MAX_REQUEST - new_size) return NULL;
   int saved = errno;
+  TM_OS_GIVE();
   void *moved = tm_os_move_pages(base, old_size, new_size, alignment);
+  if (moved) TM_OS_TAKE();
   errno = saved;
   return moved;
 }
