@@ -22,7 +22,7 @@
  * link gets fork safety and the at-exit statistics too. */
 __attribute__((constructor(101))) static void tm_at_load(void)
 {
-  tm_init();
+  tm_init_at_load();
   tm_fork_install();
   tm_stats_at_load();
 }

@@ -38,13 +38,30 @@ static void tm_print_config(void)
   tm_warn("verbose: junk ", TM_OPTION(junk) ? "on" : "off");
 }
 
+static bool tm_options_pending; /* under tm_init_lock: the first load found no environment */
+
 void tm_init_slow(void)
 {
   tm_lock(&tm_init_lock);
   if (atomic_load_explicit(&tm_init_state, memory_order_relaxed) == 0) {
     atomic_store_explicit(&tm_init_state, 1, memory_order_relaxed);
-    tm_options_load(tm_warn);
+    tm_options_pending = !tm_options_load(tm_warn);
     atomic_store_explicit(&tm_init_state, 2, memory_order_release);
+    if (TM_OPTION(verbose)) tm_print_config();
+  }
+  tm_unlock(&tm_init_lock);
+}
+
+/* Called by the load-time constructor: the environment is set up by then.
+ * A first call that came earlier (a sanitizer runtime's preinit code under
+ * libFuzzer allocates before libc has set `environ`) read nothing; the
+ * options are read now, as if set through the API at this point. */
+void tm_init_at_load(void)
+{
+  tm_init();
+  tm_lock(&tm_init_lock);
+  if (tm_options_pending && tm_options_load(tm_warn)) {
+    tm_options_pending = false;
     if (TM_OPTION(verbose)) tm_print_config();
   }
   tm_unlock(&tm_init_lock);

@@ -106,16 +106,28 @@ static bool tm_parse_value(const char *s, long *out)
   return true;
 }
 
-void tm_options_load(void (*warn)(const char *what, const char *entry))
+/* The environment is read with loops of our own: this may run before any
+ * constructor (from a sanitizer runtime's preinit code), and a fuzzing
+ * engine replaces some string functions of the program with its hooks. */
+static bool tm_has_prefix(const char *s, const char *prefix)
+{
+  for (; *prefix; s++, prefix++)
+    if (*s != *prefix) return false;
+  return true;
+}
+
+bool tm_options_load(void (*warn)(const char *what, const char *entry))
 {
   extern char **environ;
   static const char prefix[] = "TINYMALLOC_";
-  for (char **env = environ; env && *env; env++) {
+  if (environ == NULL) return false;
+  for (char **env = environ; *env; env++) {
     const char *entry = *env;
-    if (strncmp(entry, prefix, sizeof prefix - 1) != 0) continue;
+    if (!tm_has_prefix(entry, prefix)) continue;
     const char *name = entry + sizeof prefix - 1;
-    const char *eq = strchr(name, '=');
-    if (eq == NULL) continue;
+    const char *eq = name;
+    while (*eq && *eq != '=') eq++;
+    if (*eq != '=') continue;
     const tm_option_t *opt = tm_option_find(name, (size_t)(eq - name));
     long v;
     if (opt == NULL) {
@@ -126,4 +138,5 @@ void tm_options_load(void (*warn)(const char *what, const char *entry))
       tm_option_store(opt, v);
     }
   }
+  return true;
 }

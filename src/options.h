@@ -32,7 +32,10 @@ extern _Atomic uint32_t tm_features TM_HIDDEN;
 
 /* Reads TINYMALLOC_<NAME> from environ (no getenv, no allocation); a bad
  * entry is passed to `warn` and ignored. */
-void tm_options_load(void (*warn)(const char *what, const char *entry)) TM_HIDDEN;
+/* False (nothing read) when the C library has not set up the environment
+ * yet: a call from another library's preinit code (sanitizer runtimes
+ * allocate there) comes before libc's own initialisation. */
+bool tm_options_load(void (*warn)(const char *what, const char *entry)) TM_HIDDEN;
 /* The option's storage and range, or NULL for an unknown name. */
 typedef struct tm_option_s {
   const char *name;
