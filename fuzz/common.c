@@ -612,6 +612,8 @@ tmf_block_t tmf_block_adopt(void *p, size_t requested, size_t alignment, uint64_
  * blocks allocated after it was turned off again). */
 static atomic_bool detect_used;
 
+void tmf_note_detect_used(void) { atomic_store(&detect_used, true); }
+
 static bool usable_is_block_size(void)
 {
   if (TMF_TRACKED_CORE || atomic_load_explicit(&detect_used, memory_order_relaxed)) return false;

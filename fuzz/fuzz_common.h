@@ -243,4 +243,8 @@ size_t tmf_harness_run_one(const uint8_t *data, size_t size);
 /* The harness name ("ops", "threads", "misuse", "fork"). */
 extern const char tmf_harness_name[];
 
+/* The process turned detection mode on (usable sizes are requested sizes
+ * from then on): the exact live-byte checks stop. */
+void tmf_note_detect_used(void);
+
 #endif

@@ -198,6 +198,9 @@ def misuse_seeds():
             op(FOREIGN_FREE, 6, u16(0)) + op(BAD_REALLOC, 6, u16(0)) + sz(100)
     s["reentrant-all"] = re + op(FOREIGN_FREE, 0, u16(8)) + op(HANDLER, 7) + blocks + \
         b"".join(op(REMOTE_DOUBLE_FREE, i) for i in range(6))
+    # detection mode: a write after free into a quarantined medium block
+    # (handler mask bit 5), with live blocks around and the handler reentering
+    s["write-after-free"] = blocks + op(HANDLER, 0x27) + op(HANDLER, 0x3f) + op(CHECK)
     # misuse by a thread with a pending cancellation
     ca = blocks
     for i in range(6):
@@ -347,6 +350,7 @@ def dictionary(harness):
                            ("remote_double_free", op(REMOTE_DOUBLE_FREE, 1)),
                            ("stale_free", op(FOREIGN_FREE, 6, u16(0))),
                            ("handler_all", op(HANDLER, 31)), ("handler_none", op(HANDLER, 0)),
+                           ("write_after_free", op(HANDLER, 0x27)),
                            ("cancel_double_free", op(CANCEL, 1, 0)), ("cancel_interior", op(CANCEL, 1, 1)),
                            ("cancel_stats", op(CANCEL, 0, 2))]:
             lines.append('op_%s="%s"' % (name, esc(data)))

@@ -106,6 +106,35 @@ static void reenter(unsigned mask)
   }
 }
 
+/* Detection mode (plain builds: in a sanitizer build the mode is off and the
+ * write would be the sanitizer's finding): a medium block of more than
+ * 64 KiB, whose fill is checked at its edges, is freed into a quarantine of
+ * one block; a word in its last 32 KiB is changed; the next free pushes it
+ * out: exactly one write-after-free report, naming it. */
+static void write_after_free_probe(void)
+{
+#if !TMF_TRACKED_CORE
+  long detect = tinymalloc_option_get("detect"), count = tinymalloc_option_get("quarantine_count");
+  if (tinymalloc_option_set("detect", 1) != 0) return; /* a core without detection mode */
+  tmf_note_detect_used();
+  TMF_REQUIRE(tinymalloc_option_set("quarantine_count", 1) == 0, "quarantine_count 1 refused");
+  size_t size = 100000;
+  unsigned char *p = tinymalloc(size), *q = tinymalloc(64);
+  TMF_REQUIRE(p != NULL && q != NULL, "write-after-free probe: malloc failed");
+  reports.count = 0;
+  tinyfree(p);
+  TMF_REQUIRE(reports.count == 0, "write-after-free probe: a report about %p before the write", reports.ptr);
+  p[size - 8] ^= 0x5a; /* the program's bug: a write after free */
+  tinyfree(q);         /* the quarantine holds one block: p leaves it, checked */
+  TMF_REQUIRE(reports.count == 1 && reports.kind == TINYMALLOC_ERROR_WRITE_AFTER_FREE && reports.ptr == p,
+              "write after free of %p (100000 bytes, byte 99992): %u reports, kind %d about %p, expected one of "
+              "kind %d about it",
+              (void *)p, reports.count, (int)reports.kind, reports.ptr, (int)TINYMALLOC_ERROR_WRITE_AFTER_FREE);
+  tinymalloc_option_set("quarantine_count", count);
+  tinymalloc_option_set("detect", detect);
+#endif
+}
+
 static void counting_handler(tinymalloc_error_kind_t kind, const char *op, void *ptr, const char *message, void *arg)
 {
   (void)arg;
@@ -330,10 +359,13 @@ static void misuse_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode, char *
     TMF_REQUIRE(usable == 0, "usable_size(%p) of a bad pointer = %zu", bad, usable);
     break;
   }
-  case MISUSE_HANDLER:
-    reenter_mask = tmf_read_u8(r) & 31;
+  case MISUSE_HANDLER: {
+    uint8_t mask = tmf_read_u8(r);
+    reenter_mask = mask & 31;
     if (tmf_disabled("reenter")) reenter_mask = 0;
+    if ((mask & 0x20) && !tmf_disabled("write_after_free")) write_after_free_probe();
     return;
+  }
   case MISUSE_CANCEL: {
     unsigned slot = tmf_read_u8(r);
     unsigned mode = tmf_read_u8(r) % 3;
