@@ -883,7 +883,30 @@ void tmf_apply_option_op(tmf_reader_t *r)
                   "stats JSON lists %zu classes and %zu arenas, tinymalloc_stats %zu and %zu", classes, arenas,
                   st.class_count, st.arena_count);
     } else {
-      TMF_REQUIRE(strstr(text, "arenas\n") != NULL, "stats text has no arena table");
+      /* The arena table: a header line, then one line per arena of six
+       * numbers, the first the arena's index. */
+      const char *t = strstr(text, "arenas\n");
+      TMF_REQUIRE(t != NULL, "stats text has no arena table");
+      t = strchr(t + 7, '\n');
+      TMF_REQUIRE(t != NULL, "stats text: the arena table has no header");
+      for (size_t a = 0; a < st.arena_count; a++) {
+        const char *line = t + 1, *end = strchr(line, '\n');
+        TMF_REQUIRE(end != NULL, "stats text lists %zu arenas, tinymalloc_stats %zu", a, st.arena_count);
+        unsigned long long first = ~0ull;
+        unsigned fields = 0;
+        for (const char *c = line; c < end;) {
+          while (c < end && *c == ' ')
+            c++;
+          if (c == end) break;
+          TMF_REQUIRE(*c >= '0' && *c <= '9', "stats text: arena line '%.*s' is not numbers", (int)(end - line), line);
+          if (fields++ == 0) first = strtoull(c, NULL, 10);
+          while (c < end && *c >= '0' && *c <= '9')
+            c++;
+        }
+        TMF_REQUIRE(fields == 6 && first == a, "stats text: arena line '%.*s' (%u numbers, arena %zu)",
+                    (int)(end - line), line, fields, a);
+        t = end;
+      }
     }
     pthread_mutex_unlock(&print_lock);
     break;
