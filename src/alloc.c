@@ -98,7 +98,10 @@ static void *tm_alloc(size_t size, size_t alignment, bool zero)
   bool clean = false;
   void *p;
   size_t usable;
-  if (need <= TM_MEDIUM_MAX && alignment <= TM_MEDIUM_ALIGN_MAX) {
+  /* Detection mode: a request of exactly the medium limit (1 MiB, common)
+   * plus the canary's slack stays a page run rather than a guarded mapping
+   * (three system calls and a fresh fault per page, each time). */
+  if (need <= TM_MEDIUM_MAX + (detect ? TM_PAGE_SIZE : 0) && alignment <= TM_MEDIUM_ALIGN_MAX) {
     p = tm_medium_alloc(heap == &tm_dead_heap ? NULL : heap, arena, need, alignment, &clean);
     usable = (need + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1);
     if (p == NULL) return NULL;

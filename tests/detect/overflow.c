@@ -96,7 +96,11 @@ static void register_cases(void)
     report_case(overflow, 1048568, k, "medium-largest"); /* plus the slack: exactly 1 MiB */
     tcase_t *c = add_case(overflow, 2000000, k, "large-exact-16-by-%zu", k);
     expect_fault(c); /* ends flush against the guard page */
-    c = add_case(overflow, 1048576, k, "large-1MiB-by-%zu", k);
+    /* Exactly the medium limit stays a page run with the mode's slack (one
+     * page more than normally): reported at free, like every medium block. */
+    c = add_case(overflow, 1048576, k, "medium-1MiB-by-%zu", k);
+    expect_report(c, OVERFLOW_LINE, (size_t)1048576, (size_t)1048575 + k, "free");
+    c = add_case(overflow, 1048576 + 4096 + 16, k, "large-1MiB-a-page-and-16-by-%zu", k);
     expect_fault(c);
   }
   tcase_t *c = add_case(overflow, 0, 1, "small-malloc0-by-1");

@@ -50,7 +50,7 @@ static void register_cases(void)
 {
   expect_fault(add_case(read_after_free, 2000000, 0, "large-read-after-free-first-byte"));
   expect_fault(add_case(read_after_free, 2000000, 1999999, "large-read-after-free-last-byte"));
-  expect_fault(add_case(read_after_free, 1048576, 4096, "large-1MiB-read-after-free"));
+  expect_fault(add_case(read_after_free, 1048576 + 4096, 4096, "large-1MiB-and-a-page-read-after-free"));
   expect_fault(add_case(read_after_free, 40000000, 20000000, "large-40MB-read-after-free-middle"));
   expect_fault(add_case(write_after_free, 2000000, 100, "large-write-after-free"));
   expect_fault(add_case(read_after_free_aligned, 3000000, 4096, "large-memalign-read-after-free"));
