@@ -56,6 +56,25 @@ static size_t ref_find_clear_run(const uint64_t *w, size_t nbits, size_t from, s
   return SIZE_MAX;
 }
 
+/* tm_bits_set / tm_bits_clear of [first, first + n) on a copy of `words`
+ * (1024 bits): that range reads `value`, every other bit is unchanged. */
+static void expect_range_written(const uint64_t *words, size_t first, size_t n, bool value)
+{
+  uint64_t copy[1024 / 64];
+  memcpy(copy, words, sizeof copy);
+  if (value)
+    tm_bits_set(copy, first, n);
+  else
+    tm_bits_clear(copy, first, n);
+  for (size_t i = 0; i < 1024; i++) {
+    bool want = (i >= first && i < first + n) ? value : ref_bit(words, i);
+    if (ref_bit(copy, i) != want) {
+      EXPECT(false, "%s [%zu, +%zu) left bit %zu wrong", value ? "set" : "clear", first, n, i);
+      return;
+    }
+  }
+}
+
 static void test_page_run_search(void)
 {
   enum { MAXBITS = 1024 };
@@ -112,25 +131,8 @@ static void test_page_run_search(void)
     size_t next = first;
     while (next < MAXBITS && ref_bit(words, next) != value) next++;
     EXPECT(tm_bits_next(words, MAXBITS, first, value) == next, "next %d from %zu", value, first);
-    uint64_t copy[MAXBITS / 64];
-    memcpy(copy, words, sizeof words);
-    tm_bits_set(copy, first, n);
-    for (size_t i = 0; i < MAXBITS; i++) {
-      bool want = (i >= first && i < first + n) ? true : ref_bit(words, i);
-      if (ref_bit(copy, i) != want) {
-        EXPECT(false, "set [%zu, +%zu) left bit %zu wrong", first, n, i);
-        break;
-      }
-    }
-    memcpy(copy, words, sizeof words);
-    tm_bits_clear(copy, first, n);
-    for (size_t i = 0; i < MAXBITS; i++) {
-      bool want = (i >= first && i < first + n) ? false : ref_bit(words, i);
-      if (ref_bit(copy, i) != want) {
-        EXPECT(false, "clear [%zu, +%zu) left bit %zu wrong", first, n, i);
-        break;
-      }
-    }
+    expect_range_written(words, first, n, true);
+    expect_range_written(words, first, n, false);
   }
 }
 
