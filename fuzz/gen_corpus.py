@@ -198,6 +198,11 @@ def misuse_seeds():
             op(FOREIGN_FREE, 6, u16(0)) + op(BAD_REALLOC, 6, u16(0)) + sz(100)
     s["reentrant-all"] = re + op(FOREIGN_FREE, 0, u16(8)) + op(HANDLER, 7) + blocks + \
         b"".join(op(REMOTE_DOUBLE_FREE, i) for i in range(6))
+    # a double free of a block in a high word of its slab after the owner
+    # took a block from word 0 again: still a double free (the slab's
+    # high-water word must not move down)
+    s["double-free-high-word"] = b"".join(op(BURST, 64 * i, 63, sz(16)) for i in range(3)) + op(FREE, 0) + \
+        op(MALLOC, 0, sz(16)) + op(DOUBLE_FREE, 150) + op(DOUBLE_FREE, 190)
     # detection mode: a write after free into a quarantined medium block
     # (handler mask bit 5), with live blocks around and the handler reentering
     s["write-after-free"] = blocks + op(HANDLER, 0x27) + op(HANDLER, 0x3f) + op(CHECK)

@@ -46,6 +46,7 @@ typedef struct report_log_s {
   tinymalloc_error_kind_t kind;
   void *ptr;
   const char *op;
+  char message[320]; /* the report line */
 } report_log_t;
 
 static report_log_t reports;
@@ -150,6 +151,7 @@ static void counting_handler(tinymalloc_error_kind_t kind, const char *op, void 
   reports.kind = kind;
   reports.ptr = ptr;
   reports.op = op;
+  snprintf(reports.message, sizeof reports.message, "%s", message);
   in_handler = true;
   reenter(reenter_mask);
   in_handler = false;
@@ -291,6 +293,10 @@ static void misuse_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode, char *
     expect_begin();
     tinyfree((void *)b.addr);
     expect_reported((void *)b.addr, "double free", true);
+    /* A block that was handed out is not "never handed out": a double free,
+     * unless its memory already went back to the OS (then nothing tells). */
+    TMF_REQUIRE(reports.kind == TINYMALLOC_ERROR_DOUBLE_FREE || strstr(reports.message, "returned to the OS") != NULL,
+                "double free of %p reported as kind %d: %s", (void *)b.addr, (int)reports.kind, reports.message);
     break;
   }
   case MISUSE_REMOTE_DOUBLE_FREE: {
