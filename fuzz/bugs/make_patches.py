@@ -159,8 +159,8 @@ BUGS = [
        "void tm_segmap_init(void)\n{\n  /* Reserved, not committed: the kernel backs the pages the map touches. */\n"
        "  void *map = mmap(NULL, TM_SEGMAP_ENTRIES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);\n"
        "  if (map != MAP_FAILED) tm_segmap = map;\n}\n"),
-      ("src/alloc.c", "__attribute__((constructor(101))) static void tm_at_load(void)\n{\n  tm_init();",
-       "__attribute__((constructor(101))) static void tm_at_load(void)\n{\n  tm_segmap_init();\n  tm_init();")]),
+      ("src/alloc.c", "__attribute__((constructor(101))) static void tm_at_load(void)\n{\n  tm_init_at_load();",
+       "__attribute__((constructor(101))) static void tm_at_load(void)\n{\n  tm_segmap_init();\n  tm_init_at_load();")]),
     ("23-atfork-takes-arena-locks", "fork", "",
      "Fork: a pthread_atfork prepare handler takes every arena lock (released in parent and child); a fork "
      "from a signal handler that interrupted the allocator, or a fork while a thread holding a FILE lock waits "
