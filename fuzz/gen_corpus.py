@@ -203,6 +203,10 @@ def misuse_seeds():
     # high-water word must not move down)
     s["double-free-high-word"] = b"".join(op(BURST, 64 * i, 63, sz(16)) for i in range(3)) + op(FREE, 0) + \
         op(MALLOC, 0, sz(16)) + op(DOUBLE_FREE, 150) + op(DOUBLE_FREE, 190)
+    # detection mode: a large block freed into the quarantine (still mapped,
+    # not live), then its stale pointer asked for its size and reallocated
+    s["detect-large-stale"] = op(OPTION, 6, 1) + op(MALLOC, 0, sz(1245185)) + op(DOUBLE_FREE, 0) + \
+        op(BAD_USABLE, 6, u16(0)) + op(BAD_REALLOC, 6, u16(0), sz(64)) + op(OPTION, 6, 0)
     # detection mode: a write after free into a quarantined medium block
     # (handler mask bit 5), with live blocks around and the handler reentering
     s["write-after-free"] = blocks + op(HANDLER, 0x27) + op(HANDLER, 0x3f) + op(CHECK)
