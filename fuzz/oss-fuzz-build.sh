@@ -30,9 +30,14 @@ for f in "$root"/src/*.c; do
   objs+=("$o")
 done
 . "$root/fuzz/lib.sh"
+# The structure-aware mutator calls LLVMFuzzerMutate, which libFuzzer and
+# AFL++'s driver provide; an engine without it (a plain replay main) gets
+# the targets without the mutator.
+mutator=()
+case ${FUZZING_ENGINE:-libfuzzer} in libfuzzer | afl) mutator=(libfuzzer_mutator.c) ;; esac
 for h in "${TMF_HARNESSES[@]}"; do
   hobjs=()
-  for f in common.c shadow.c grammar.c mutator.c ops.c "harness_$h.c" libfuzzer_main.c libfuzzer_mutator.c; do
+  for f in common.c shadow.c grammar.c mutator.c ops.c "harness_$h.c" libfuzzer_main.c "${mutator[@]}"; do
     o=$work/tinymalloc-objs/$h-$(basename "$f" .c).o
     $CC $CFLAGS -std=c11 "${hdefs[@]}" -Wall -I"$root/include" -I"$root/fuzz" -c "$root/fuzz/$f" -o "$o"
     hobjs+=("$o")
