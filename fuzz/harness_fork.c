@@ -202,6 +202,10 @@ static void op_fork_threads(tmf_reader_t *r)
     TMF_REQUIRE(pthread_create(&threads[n++], NULL, flusher_main, &c) == 0, "pthread_create failed");
   }
   unsigned forks = 1 + (shape >> 6);
+  /* The child's fflush(NULL) below would write out again what the engine's
+   * driver left buffered in stdout (AFL++'s "Reading N bytes" lines: a seed
+   * replay then counts its inputs several times). */
+  fflush(stdout);
   for (unsigned k = 0; k < forks; k++) {
     sched_yield(); /* let the others get into the allocator */
     pid_t pid = fork();

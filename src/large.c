@@ -170,10 +170,19 @@ tm_large_t *tm_large_find(const void *p, tm_fault_t *fault)
   uintptr_t seg = (uintptr_t)p & ~(uintptr_t)TM_SEGMENT_MASK;
   /* A body segment: walk back to the head (only blocks aligned to a segment
    * or more start outside their head segment). */
-  while (tm_segmap_kind(seg) == TM_SEG_LARGE_BODY)
+  uint8_t kind;
+  while ((kind = tm_segmap_kind(seg)) == TM_SEG_LARGE_BODY)
     seg -= TM_SEGMENT_SIZE;
-  if (tm_segmap_kind(seg) != TM_SEG_LARGE_HEAD) {
-    tm_fault_set(fault, TINYMALLOC_ERROR_INVALID_FREE, p, "not allocated by tinymalloc", 0, NULL);
+  if (kind != TM_SEG_LARGE_HEAD) {
+    /* The caller saw a live large block here a moment ago: another thread's
+     * free of it (a racing double free) may have given it back since. */
+    if (kind == TM_SEG_FREED_LARGE && ((uintptr_t)p & (TM_PAGE_SIZE - 1)) == 0)
+      tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, "large block already freed", 0, NULL);
+    else if (kind == TM_SEG_FREED_LARGE)
+      tm_fault_set(fault, TINYMALLOC_ERROR_INVALID_FREE, p,
+                   "points into memory tinymalloc already returned to the OS", 0, NULL);
+    else
+      tm_fault_set(fault, TINYMALLOC_ERROR_INVALID_FREE, p, "not allocated by tinymalloc", 0, NULL);
     return NULL;
   }
   tm_large_t *large = (tm_large_t *)seg;
