@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -42,6 +43,11 @@ static void child_exit(int status)
  * crash handler, which would save the input a second time). */
 static void child_begin(void)
 {
+  /* A child outlives its parent only when an engine killed the parent (at
+   * the end of a campaign, or on a timeout) while the child still ran: it
+   * must not linger (orphans of afl_fork were seen running for minutes). */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() == 1) _exit(1);
   signal(SIGABRT, SIG_DFL);
   signal(SIGSEGV, SIG_DFL);
   signal(SIGBUS, SIG_DFL);
