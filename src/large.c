@@ -207,10 +207,20 @@ bool tm_large_claim(tm_large_t *large, tm_fault_t *fault)
   return true;
 }
 
+/* The segment map is marked first, the tools told second: a fork child that
+ * finds the mark finishes the release of a vanished thread without telling
+ * the tools again (tm_large_fork_child). */
+static void tm_large_release_marked(tm_large_t *large);
+
 void tm_large_release(tm_large_t *large)
 {
-  tm_track_free(tm_large_user(large), large->usable);
   tm_segmap_set((uintptr_t)large, large->map_size, TM_SEG_FREED_LARGE, TM_SEG_FREED_LARGE);
+  tm_track_free(tm_large_user(large), large->usable);
+  tm_large_release_marked(large);
+}
+
+static void tm_large_release_marked(tm_large_t *large)
+{
   tm_arena_t *arena = large->arena;
   tm_large_t *evicted = NULL;
   tm_lock(&arena->lock);
@@ -260,7 +270,14 @@ void tm_large_fork_child(tm_arena_t *arena, const tm_heap_t *me)
     bool mine = false;
     for (size_t i = 0; q && i < q->count && !mine; i++)
       mine = q->entry[(q->head + i) % q->capacity].p == tm_large_user(large);
-    if (!mine) tm_large_release(large);
+    if (mine) continue;
+    /* A vanished thread claimed it. Past the segment-map mark it may have
+     * told the tools already (Valgrind would call a second free invalid);
+     * at worst, in the instant between the two, the tools keep it live. */
+    if (tm_segmap_kind((uintptr_t)large) == TM_SEG_FREED_LARGE)
+      tm_large_release_marked(large);
+    else
+      tm_large_release(large);
   }
 }
 
