@@ -253,12 +253,23 @@ static void tm_large_release_marked(tm_large_t *large)
   tm_large_unmap_list(evicted);
 }
 
+/* The large block this thread is freeing, from before its claim to the end
+ * of its release: a fork from a signal handler that interrupted the free
+ * leaves it to this thread, which finishes the release in the child when
+ * the handler returns (tm_large_fork_child). */
+static __thread tm_large_t *_Atomic tm_large_in_flight __attribute__((tls_model("initial-exec")));
+
 void tm_large_free(tm_large_t *large, tm_fault_t *fault)
 {
-  if (!tm_large_claim(large, fault)) return;
-  /* TINYMALLOC_ZERO_ON_FREE: a cached mapping must not keep the old data. */
-  if (TM_UNLIKELY(TM_FEATURES() & TM_FEATURE_ZERO)) tm_os_purge(tm_large_user(large), large->usable);
-  tm_large_release(large);
+  atomic_store_explicit(&tm_large_in_flight, large, memory_order_relaxed);
+  atomic_signal_fence(memory_order_seq_cst);
+  if (tm_large_claim(large, fault)) {
+    /* TINYMALLOC_ZERO_ON_FREE: a cached mapping must not keep the old data. */
+    if (TM_UNLIKELY(TM_FEATURES() & TM_FEATURE_ZERO)) tm_os_purge(tm_large_user(large), large->usable);
+    tm_large_release(large);
+  }
+  atomic_signal_fence(memory_order_seq_cst);
+  atomic_store_explicit(&tm_large_in_flight, NULL, memory_order_relaxed);
 }
 
 void tm_large_fork_child(tm_arena_t *arena, const tm_heap_t *me)
@@ -270,7 +281,7 @@ void tm_large_fork_child(tm_arena_t *arena, const tm_heap_t *me)
     bool mine = false;
     for (size_t i = 0; q && i < q->count && !mine; i++)
       mine = q->entry[(q->head + i) % q->capacity].p == tm_large_user(large);
-    if (mine) continue;
+    if (mine || large == atomic_load_explicit(&tm_large_in_flight, memory_order_relaxed)) continue;
     /* A vanished thread claimed it. Past the segment-map mark it may have
      * told the tools already (Valgrind would call a second free invalid);
      * at worst, in the instant between the two, the tools keep it live. */
