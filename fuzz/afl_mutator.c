@@ -21,8 +21,8 @@ typedef struct afl_mutator_s {
 } afl_mutator_t;
 
 void *afl_custom_init(void *afl, unsigned int seed);
-size_t afl_custom_fuzz(void *data, unsigned char *buf, size_t buf_size, unsigned char **out_buf,
-                       unsigned char *add_buf, size_t add_buf_size, size_t max_size);
+size_t afl_custom_fuzz(void *data, unsigned char *buf, size_t buf_size, unsigned char **out_buf, unsigned char *add_buf,
+                       size_t add_buf_size, size_t max_size);
 const char *afl_custom_describe(void *data, size_t max_description_len);
 void afl_custom_deinit(void *data);
 
@@ -40,8 +40,8 @@ void *afl_custom_init(void *afl, unsigned int seed)
   return m;
 }
 
-size_t afl_custom_fuzz(void *data, unsigned char *buf, size_t buf_size, unsigned char **out_buf,
-                       unsigned char *add_buf, size_t add_buf_size, size_t max_size)
+size_t afl_custom_fuzz(void *data, unsigned char *buf, size_t buf_size, unsigned char **out_buf, unsigned char *add_buf,
+                       size_t add_buf_size, size_t max_size)
 {
   afl_mutator_t *m = data;
   if (max_size > m->cap) {

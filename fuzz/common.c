@@ -29,8 +29,8 @@ const uint8_t tmf_run_marker[TMF_RUN_MARKER_LEN] = {0xff, 0xfe, 'R', 'S'};
 tmf_mode_t tmf_mode = {1, "./"};
 
 #define TMF_WINDOW_MAX ((size_t)1 << 20)
-static uint8_t *window;    /* runs joined by the marker (system malloc) */
-static size_t window_len;  /* bytes used */
+static uint8_t *window;   /* runs joined by the marker (system malloc) */
+static size_t window_len; /* bytes used */
 static unsigned window_runs;
 static bool window_overflow; /* the next end of input must be deep */
 
@@ -407,10 +407,10 @@ size_t tmf_decode_size(uint8_t selector, uint16_t value)
 {
   size_t v = value;
   unsigned s = selector % 32;
-  if (s < 12) return v % 1025;  /* tiny: 0..1 KiB, the densest classes */
-  if (s < 20) return v % 16385; /* anywhere in the small range */
+  if (s < 12) return v % 1025;                                  /* tiny: 0..1 KiB, the densest classes */
+  if (s < 20) return v % 16385;                                 /* anywhere in the small range */
   if (s < 22) return 16385 + ((v << 4) % ((1u << 20) - 16384)); /* medium */
-  if (s == 22) return ((size_t)1 << 20) + 1 + v * 48;            /* large: 1 MiB .. 4 MiB */
+  if (s == 22) return ((size_t)1 << 20) + 1 + v * 48;           /* large: 1 MiB .. 4 MiB */
   if (s < 30) {
     size_t base = boundary_sizes[v % TMF_BOUNDARY_COUNT];
     size_t delta = (v >> 8) % 5;
@@ -551,8 +551,7 @@ static void check_range(unsigned char *p, uint64_t seed, size_t from, size_t to,
     if (p[i] != pattern_byte(seed, i)) goto mismatch;
   return;
 mismatch:
-  if (c->zero)
-    tmf_fail("%s: byte %zu of %zu at %p is 0x%02x, expected zero", c->what, i, c->usable, (void *)p, p[i]);
+  if (c->zero) tmf_fail("%s: byte %zu of %zu at %p is 0x%02x, expected zero", c->what, i, c->usable, (void *)p, p[i]);
   tmf_fail("%s: block #%llu at %p (usable %zu) corrupted at offset %zu: byte 0x%02x, expected 0x%02x", c->what,
            (unsigned long long)c->id, (void *)p, c->usable, i, p[i], pattern_byte(seed, i));
 }
@@ -661,8 +660,7 @@ void tmf_expect_stats_consistent(size_t blocks, size_t usable_bytes, size_t slac
     arena_segments += st.arenas[i].segments;
   TMF_REQUIRE(class_live == st.small_blocks, "stats: classes count %zu live, small_blocks %zu", class_live,
               st.small_blocks);
-  TMF_REQUIRE(arena_segments == st.segments, "stats: arenas hold %zu segments, total %zu", arena_segments,
-              st.segments);
+  TMF_REQUIRE(arena_segments == st.segments, "stats: arenas hold %zu segments, total %zu", arena_segments, st.segments);
   TMF_REQUIRE(st.mapped_bytes <= st.peak_mapped_bytes, "stats: mapped %zu above peak %zu", st.mapped_bytes,
               st.peak_mapped_bytes);
   TMF_REQUIRE(st.metadata_bytes <= st.mapped_bytes, "stats: metadata %zu above mapped %zu", st.metadata_bytes,
@@ -918,7 +916,8 @@ void tmf_apply_option_op(tmf_reader_t *r)
     if (tinymalloc_option_set("detect", value & 1) == 0 && (value & 1)) atomic_store(&detect_used, true);
     break;
   case 7: /* zero_on_free, or a quarantine of value blocks / 4 KiB * value */
-    (void)tinymalloc_option_set(detect_options[1 + value % 3], value % 3 == 0 ? (value >> 2) & 1 : (long)value * (value % 3 == 2 ? 4096 : 1));
+    (void)tinymalloc_option_set(detect_options[1 + value % 3],
+                                value % 3 == 0 ? (value >> 2) & 1 : (long)value * (value % 3 == 2 ? 4096 : 1));
     break;
   default: {
     /* Out-of-range and after-init settings must not break anything. */

@@ -34,7 +34,7 @@ static int fault(void)
   static int mode = -1;
   if (mode < 0) {
     const char *f = getenv("TMF_FAULT");
-    mode = !f                                ? FAULT_NONE
+    mode = !f                                 ? FAULT_NONE
            : strcmp(f, "hidden-leak") == 0    ? FAULT_HIDDEN_LEAK
            : strcmp(f, "double-handout") == 0 ? FAULT_DOUBLE_HANDOUT
            : strcmp(f, "scribble") == 0       ? FAULT_SCRIBBLE

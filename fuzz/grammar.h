@@ -16,10 +16,10 @@
  *   w  u16                      B  bad pointer: kind, u16 (+ u64 when kind % 7 == 4) */
 typedef struct tmf_grammar_s {
   const char *name;
-  unsigned opcodes;             /* opcode = byte % opcodes */
-  bool streams;                 /* threads: a header byte, then streams split by the stream marker */
-  const char *const *layouts;   /* per opcode */
-  const uint8_t *weights;       /* per opcode: how often a new op gets this opcode */
+  unsigned opcodes;           /* opcode = byte % opcodes */
+  bool streams;               /* threads: a header byte, then streams split by the stream marker */
+  const char *const *layouts; /* per opcode */
+  const uint8_t *weights;     /* per opcode: how often a new op gets this opcode */
 } tmf_grammar_t;
 
 extern const uint8_t tmf_stream_marker[4];

@@ -277,8 +277,8 @@ static void run_cancelled(void *ptr, unsigned mode)
   void *ret = NULL;
   pthread_join(t, &ret);
   static const char *const what[3] = {"a double free", "an interior free", "tinymalloc_stats_print"};
-  TMF_REQUIRE(atomic_load(&a.reached), "a thread with a pending cancellation was cancelled inside %s of %p",
-              what[mode], ptr);
+  TMF_REQUIRE(atomic_load(&a.reached), "a thread with a pending cancellation was cancelled inside %s of %p", what[mode],
+              ptr);
   TMF_REQUIRE(ret == PTHREAD_CANCELED, "the cancellation was lost (thread returned %p)", ret);
 }
 
@@ -410,9 +410,9 @@ static void misuse_step(tmf_ops_t *ctx, tmf_reader_t *r, unsigned opcode, char *
 
 static const char *misuse_name(unsigned opcode)
 {
-  static const char *const names[] = {"op double_free",        "op interior_free", "op foreign_free",
-                                      "op bad_realloc",        "op bad_usable_size",
-                                      "op remote_double_free", "op handler",       "op cancel"};
+  static const char *const names[] = {"op double_free", "op interior_free",   "op foreign_free",
+                                      "op bad_realloc", "op bad_usable_size", "op remote_double_free",
+                                      "op handler",     "op cancel"};
   return opcode < TMF_OP_COUNT ? tmf_ops_name(opcode) : names[opcode - TMF_OP_COUNT];
 }
 

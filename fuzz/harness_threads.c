@@ -46,7 +46,7 @@ enum thread_opcode_e {
 
 static const char *thread_op_name(unsigned opcode)
 {
-  static const char *const names[] = {"op yield",    "op spin", "op exit", "op contend",
+  static const char *const names[] = {"op yield",     "op spin",      "op exit", "op contend",
                                       "op race_free", "op late_free", "op sync", "op resize_race"};
   return opcode < TMF_OP_COUNT ? tmf_ops_name(opcode) : names[opcode - TMF_OP_COUNT];
 }
@@ -110,7 +110,8 @@ static void threads_handler(tinymalloc_error_kind_t kind, const char *op, void *
   if (i >= 0 && kind == TINYMALLOC_ERROR_DOUBLE_FREE) {
     unsigned reports = atomic_fetch_add(&raced_reports[i], 1) + 1;
     unsigned races = atomic_load(&raced_races[i]);
-    TMF_REQUIRE(reports <= races, "%u reports about %p, freed twice at once %u times: %s", reports, ptr, races, message);
+    TMF_REQUIRE(reports <= races, "%u reports about %p, freed twice at once %u times: %s", reports, ptr, races,
+                message);
     return;
   }
   tmf_fail("unexpected misuse report (kind %d, %s of %p): %s", (int)kind, op, ptr, message);
@@ -754,8 +755,9 @@ size_t tmf_harness_run_one(const uint8_t *data, size_t size)
     int violations = tinymalloc_check();
     TMF_REQUIRE(violations == 0, "tinymalloc_check found %d violations after wave %u", violations, wave);
     size_t heaps = tmf_attached_heaps();
-    TMF_REQUIRE(heaps <= heaps_before, "thread heaps leak: %zu attached after every worker of wave %u exited, %zu before",
-                heaps, wave, heaps_before);
+    TMF_REQUIRE(heaps <= heaps_before,
+                "thread heaps leak: %zu attached after every worker of wave %u exited, %zu before", heaps, wave,
+                heaps_before);
   }
   /* The main thread frees what the workers left: remote frees into slabs
    * whose owners have exited. */

@@ -29,8 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
-#include <time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "tinymalloc.h"
@@ -207,8 +207,7 @@ static void case_fork_signal(void)
     REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "fork-signal: child failed");
   }
   REQUIRE(signals > 0, "fork-signal: the timer never fired in 2 s of CPU time");
-  REQUIRE(forks > 0, "fork-signal: %d signals, fork failed in every handler (errno %d)", (int)signals,
-          (int)fork_errno);
+  REQUIRE(forks > 0, "fork-signal: %d signals, fork failed in every handler (errno %d)", (int)signals, (int)fork_errno);
   use_each_strategy("fork-signal parent");
 }
 
@@ -337,25 +336,25 @@ static void case_cancel(void)
 /* ---- env-options ------------------------------------------------------------------ */
 
 /* The environment this case runs with (set by the driver). */
-static char *const env_options[] = {
-    "TINYMALLOC_JUNK=on",                       /* a word */
-    "TINYMALLOC_ARENAS=3",                      /* a number */
-    "TINYMALLOC_PURGE_DELAY_MS=12x",            /* malformed: the default stays */
-    "TINYMALLOC_QUARANTINE_COUNT=99999999999",  /* too large: the default stays */
-    "TINYMALLOC_ZERO_ON_FREE=2",                /* out of range: the default stays */
-    "TINYMALLOC_NO_SUCH_OPTION=1",              /* unknown: ignored */
-    "NOT_TINYMALLOC_SHOW_ERRORS=0",             /* not ours */
-    NULL};
+static char *const env_options[] = {"TINYMALLOC_JUNK=on",                      /* a word */
+                                    "TINYMALLOC_ARENAS=3",                     /* a number */
+                                    "TINYMALLOC_PURGE_DELAY_MS=12x",           /* malformed: the default stays */
+                                    "TINYMALLOC_QUARANTINE_COUNT=99999999999", /* too large: the default stays */
+                                    "TINYMALLOC_ZERO_ON_FREE=2",               /* out of range: the default stays */
+                                    "TINYMALLOC_NO_SUCH_OPTION=1",             /* unknown: ignored */
+                                    "NOT_TINYMALLOC_SHOW_ERRORS=0",            /* not ours */
+                                    NULL};
 
 static void case_env_options(void)
 {
-  REQUIRE(tinymalloc_option_get("junk") == 1, "env-options: junk = %ld, TINYMALLOC_JUNK=on", tinymalloc_option_get("junk"));
+  REQUIRE(tinymalloc_option_get("junk") == 1, "env-options: junk = %ld, TINYMALLOC_JUNK=on",
+          tinymalloc_option_get("junk"));
   REQUIRE(tinymalloc_option_get("arenas") == 3, "env-options: arenas = %ld, TINYMALLOC_ARENAS=3",
           tinymalloc_option_get("arenas"));
   REQUIRE(tinymalloc_option_get("purge_delay_ms") == 30, "env-options: purge_delay_ms = %ld after a malformed value",
           tinymalloc_option_get("purge_delay_ms"));
-  REQUIRE(tinymalloc_option_get("quarantine_count") == 1024, "env-options: quarantine_count = %ld after a value too large",
-          tinymalloc_option_get("quarantine_count"));
+  REQUIRE(tinymalloc_option_get("quarantine_count") == 1024,
+          "env-options: quarantine_count = %ld after a value too large", tinymalloc_option_get("quarantine_count"));
   REQUIRE(tinymalloc_option_get("zero_on_free") == 0, "env-options: zero_on_free = %ld after a value out of range",
           tinymalloc_option_get("zero_on_free"));
   REQUIRE(tinymalloc_option_get("show_errors") == 1, "env-options: show_errors = %ld (another variable's value)",
@@ -385,7 +384,7 @@ static void case_env_options(void)
 static const struct {
   const char *name;
   void (*run)(void);
-} cases[] = {{"pre-init", case_pre_init},       {"init-race", case_init_race}, {"fork-signal", case_fork_signal},
+} cases[] = {{"pre-init", case_pre_init},     {"init-race", case_init_race},     {"fork-signal", case_fork_signal},
              {"fork-stdio", case_fork_stdio}, {"env-options", case_env_options}, {"cancel", case_cancel}};
 #define NCASES (sizeof cases / sizeof cases[0])
 
@@ -427,7 +426,8 @@ int main(int argc, char **argv)
     if (ok)
       printf("lifecycle_test: %-12s ok\n", cases[i].name);
     else if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
-      printf("lifecycle_test: %-12s FAILED: hung (killed by its alarm: 10 s, fork-signal and fork-stdio 60 s)\n", cases[i].name);
+      printf("lifecycle_test: %-12s FAILED: hung (killed by its alarm: 10 s, fork-signal and fork-stdio 60 s)\n",
+             cases[i].name);
     else if (WIFSIGNALED(status))
       printf("lifecycle_test: %-12s FAILED: signal %d\n", cases[i].name, WTERMSIG(status));
     else

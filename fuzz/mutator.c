@@ -36,8 +36,8 @@ enum { T_OP, T_HEADER, T_STREAM, T_RUN };
 
 typedef struct token_s {
   uint8_t type;
-  bool fresh;      /* bytes in the pool, not in the input */
-  uint32_t off;    /* into the input or the pool */
+  bool fresh;   /* bytes in the pool, not in the input */
+  uint32_t off; /* into the input or the pool */
   uint32_t len;
 } token_t;
 
