@@ -36,9 +36,6 @@ static inline uint8_t tm_canary_byte(uintptr_t a)
   return (uint8_t)((tm_secret[0] >> ((a & 7) * 8)) ^ (a >> 3) ^ (a >> 11)) | 0x80;
 }
 
-/* A fill word at an 8-aligned address. */
-static inline uint64_t tm_fill_word(uintptr_t a, bool zero) { return zero ? 0 : tm_secret[1] ^ (a >> 3); }
-
 /* The 8 canary bytes of an 8-aligned word at `a`, as one word: within it
  * (a + i) >> 3 and (a + i) >> 11 do not change, so the bytes of
  * tm_canary_byte(a + i) are the secret's bytes xor one byte, all with the top
@@ -63,67 +60,87 @@ static inline size_t tm_first_byte(uint64_t diff)
 #endif
 }
 
+/* Canary bytes [requested, usable) of p, a word at a time: the word that
+ * holds both the request's last bytes and the canary's first is merged
+ * (`keep`: the request's bytes in it). Blocks are 16-aligned and their usable
+ * sizes multiples of 16, so every word is whole and inside the block; the
+ * byte loops are for anything else, and for big-endian machines. */
+static inline bool tm_canary_by_words(const uint8_t *p, size_t usable)
+{
+  return __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && (((uintptr_t)p | usable) & 7) == 0;
+}
+
+static inline uint64_t tm_canary_keep(size_t requested)
+{
+  size_t k = requested & 7; /* bytes of the request in the first word */
+  return k ? ((uint64_t)1 << (8 * k)) - 1 : 0;
+}
+
 void tm_detect_canary_write(uint8_t *p, size_t requested, size_t usable)
 {
   tm_secret_init();
-  size_t i = requested;
-  for (; i < usable && (((uintptr_t)p + i) & 7) != 0; i++)
-    p[i] = tm_canary_byte((uintptr_t)p + i);
-  for (; i + 8 <= usable; i += 8) {
-    uint64_t w = tm_canary_word((uintptr_t)p + i);
+  if (requested >= usable) return;
+  if (!tm_canary_by_words(p, usable)) {
+    for (size_t i = requested; i < usable; i++)
+      p[i] = tm_canary_byte((uintptr_t)p + i);
+    return;
+  }
+  size_t i = requested & ~(size_t)7;
+  uint64_t keep = tm_canary_keep(requested), w;
+  memcpy(&w, p + i, 8);
+  w = (w & keep) | (tm_canary_word((uintptr_t)p + i) & ~keep);
+  memcpy(p + i, &w, 8);
+  for (i += 8; i < usable; i += 8) {
+    w = tm_canary_word((uintptr_t)p + i);
     memcpy(p + i, &w, 8);
   }
-  for (; i < usable; i++)
-    p[i] = tm_canary_byte((uintptr_t)p + i);
 }
 
 size_t tm_detect_canary_check(const uint8_t *p, size_t requested, size_t usable)
 {
   tm_secret_init();
-  size_t i = requested;
-  for (; i < usable && (((uintptr_t)p + i) & 7) != 0; i++)
-    if (p[i] != tm_canary_byte((uintptr_t)p + i)) return i;
-  for (; i + 8 <= usable; i += 8) {
-    uint64_t w, want = tm_canary_word((uintptr_t)p + i);
+  if (requested >= usable) return SIZE_MAX;
+  if (!tm_canary_by_words(p, usable)) {
+    for (size_t i = requested; i < usable; i++)
+      if (p[i] != tm_canary_byte((uintptr_t)p + i)) return i;
+    return SIZE_MAX;
+  }
+  size_t i = requested & ~(size_t)7;
+  uint64_t w, diff;
+  memcpy(&w, p + i, 8);
+  diff = (w ^ tm_canary_word((uintptr_t)p + i)) & ~tm_canary_keep(requested);
+  for (;;) {
+    if (diff != 0) return i + tm_first_byte(diff);
+    i += 8;
+    if (i >= usable) return SIZE_MAX;
     memcpy(&w, p + i, 8);
-    if (w != want) return i + tm_first_byte(w ^ want);
-  }
-  for (; i < usable; i++)
-    if (p[i] != tm_canary_byte((uintptr_t)p + i)) return i;
-  return SIZE_MAX;
-}
-
-/* Blocks are 16-aligned and their sizes multiples of 16: whole words. */
-static void tm_fill_range(uint8_t *p, size_t from, size_t to, bool zero)
-{
-  for (size_t i = from; i + 8 <= to; i += 8) {
-    uint64_t w = tm_fill_word((uintptr_t)p + i, zero);
-    memcpy(p + i, &w, 8);
+    diff = w ^ tm_canary_word((uintptr_t)p + i);
   }
 }
 
-static size_t tm_fill_range_check(const uint8_t *p, size_t from, size_t to, bool zero)
+/* The fill: one byte, repeated. It comes from the secret and has its top
+ * bit set (so no ASCII byte a stale pointer writes, '\0' included, passes
+ * for it); zeros with zero_on_free. A constant byte makes the fill a memset
+ * and its check a compare of 64 bytes per step against one vector: blocks
+ * are 16-aligned and their sizes (and the edges below) multiples of 16. */
+static inline uint8_t tm_fill_byte(bool zero) { return zero ? 0 : (uint8_t)(tm_secret[1] | 0x80); }
+
+typedef uint8_t tm_v16 __attribute__((vector_size(16)));
+typedef uint64_t tm_v2x64 __attribute__((vector_size(16)));
+
+static size_t tm_fill_range_check(const uint8_t *p, size_t from, size_t to, uint8_t byte)
 {
-  /* The fill word at address a is (secret ^ (a >> 3)) & mask: no branch on
-   * `zero` inside the loops. 64 bytes per step with no branch per word; the
-   * word loop below finds the first changed byte, if any. */
-  uint64_t mask = zero ? 0 : ~(uint64_t)0, secret = tm_secret[1] & mask;
+  tm_v16 want = {0};
+  want += byte; /* every lane */
   size_t i = from;
   for (; i + 64 <= to; i += 64) {
-    uint64_t diff = 0, q = ((uintptr_t)p + i) >> 3;
-    for (size_t j = 0; j < 8; j++) {
-      uint64_t w;
-      memcpy(&w, p + i + 8 * j, 8);
-      diff |= w ^ (secret ^ ((q + j) & mask));
-    }
-    if (diff != 0) break;
+    tm_v16 v[4];
+    memcpy(v, p + i, sizeof v);
+    tm_v2x64 diff = (tm_v2x64)((v[0] ^ want) | (v[1] ^ want) | (v[2] ^ want) | (v[3] ^ want));
+    if ((diff[0] | diff[1]) != 0) break;
   }
-  for (; i + 8 <= to; i += 8) {
-    uint64_t w;
-    memcpy(&w, p + i, 8);
-    uint64_t want = tm_fill_word((uintptr_t)p + i, zero);
-    if (w != want) return i + tm_first_byte(w ^ want);
-  }
+  for (; i < to; i++) /* the tail, or the chunk that differs: its first changed byte */
+    if (p[i] != byte) return i;
   return SIZE_MAX;
 }
 
@@ -132,24 +149,22 @@ static size_t tm_fill_range_check(const uint8_t *p, size_t from, size_t to, bool
 void tm_detect_fill(uint8_t *p, size_t size, bool zero)
 {
   tm_secret_init();
-  if (zero) { /* all of it: a read after free must see zeros */
-    memset(p, 0, size);
-    return;
-  }
-  if (size <= 2 * TM_FILL_EDGE) {
-    tm_fill_range(p, 0, size, false);
+  uint8_t byte = tm_fill_byte(zero);
+  if (zero || size <= 2 * TM_FILL_EDGE) { /* zeros: all of it, a read after free must see zeros */
+    memset(p, byte, size);
   } else {
-    tm_fill_range(p, 0, TM_FILL_EDGE, false);
-    tm_fill_range(p, size - TM_FILL_EDGE, size, false);
+    memset(p, byte, TM_FILL_EDGE);
+    memset(p + size - TM_FILL_EDGE, byte, TM_FILL_EDGE);
   }
 }
 
 size_t tm_detect_fill_check(const uint8_t *p, size_t size, bool zero)
 {
   tm_secret_init();
-  if (size <= 2 * TM_FILL_EDGE) return tm_fill_range_check(p, 0, size, zero);
-  size_t at = tm_fill_range_check(p, 0, TM_FILL_EDGE, zero);
-  return at != SIZE_MAX ? at : tm_fill_range_check(p, size - TM_FILL_EDGE, size, zero);
+  uint8_t byte = tm_fill_byte(zero);
+  if (size <= 2 * TM_FILL_EDGE) return tm_fill_range_check(p, 0, size, byte);
+  size_t at = tm_fill_range_check(p, 0, TM_FILL_EDGE, byte);
+  return at != SIZE_MAX ? at : tm_fill_range_check(p, size - TM_FILL_EDGE, size, byte);
 }
 
 /* ---- Side tables ---------------------------------------------------------------- */
