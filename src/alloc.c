@@ -7,13 +7,13 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "detect.h"
 #include "fork.h"
 #include "init.h"
 #include "large.h"
 #include "medium.h"
 #include "ptr.h"
 #include "quarantine.h"
-#include "detect.h"
 #include "stats.h"
 
 /* ---- Process start and exit ------------------------------------------------ */
@@ -278,8 +278,7 @@ void tinyfree(void *p) { tm_free_inline(p); }
 static size_t tm_usable_classified(const void *p, const tm_ptr_t *ptr, tm_fault_t *fault)
 {
   if (ptr->kind == TM_PTR_SMALL) {
-    if (tm_slab_block_live(ptr->slab, ptr->index) && !tm_slab_block_held(ptr->slab, ptr->index))
-      return ptr->block_size;
+    if (tm_slab_block_live(ptr->slab, ptr->index) && !tm_slab_block_held(ptr->slab, ptr->index)) return ptr->block_size;
     tm_slab_fault(ptr->slab, ptr->index, p, fault);
     return 0;
   }
@@ -327,8 +326,8 @@ size_t tinymalloc_usable_size(const void *p)
  * we return: such a shrink is tracked before it happens. */
 static void *tm_realloc_in_place(void *p, const tm_ptr_t *ptr, size_t usable, size_t size)
 {
-  /* Detection mode moves every block: the free of the old one checks it. */
-  if (TM_UNLIKELY(TM_FEATURES() & TM_FEATURE_DETECT)) return NULL;
+  /* Detection mode: checked, and the canary moves to the new end. */
+  if (TM_UNLIKELY(TM_FEATURES() & TM_FEATURE_DETECT)) return tm_detect_resize(p, ptr, usable, size);
   size_t old = tm_track_usable_size(p, usable);
   size_t need = size + TM_TRACK_REDZONE;
   if (ptr->kind == TM_PTR_SMALL) {
@@ -368,7 +367,7 @@ void *tinyrealloc(void *p, size_t size)
   }
   if (size == 0) {
     tm_faults_t faults;
-  faults.count = 0;
+    faults.count = 0;
     tm_free_classified(p, &ptr, &fault, &faults);
     if (fault.kind) tm_report("free", &fault);
     if (faults.count) tm_report_all("free", &faults);

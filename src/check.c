@@ -178,7 +178,7 @@ static void tm_check_arena(tm_check_t *chk, tm_arena_t *arena, size_t *cached_ru
       if (!l->guarded) tm_violation(chk, "freed large block still listed and not quarantined", l, 0);
     }
     size_t extent = l->user_offset + l->usable; /* a guard page may follow (detection mode) */
-    if (extent != l->map_size && !(l->guarded && extent + TM_PAGE_SIZE == l->map_size))
+    if (extent != l->map_size && !(l->guarded && extent + TM_PAGE_SIZE <= l->map_size))
       tm_violation(chk, "large block extent wrong", l, l->usable);
   }
   for (tm_large_t *l = arena->large_cache; l; l = l->next) {

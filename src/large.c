@@ -43,7 +43,7 @@ static tm_large_t *tm_large_cache_take(tm_arena_t *arena, size_t map_size, size_
 {
   tm_large_t *fit = NULL, *largest = NULL;
   for (tm_large_t *c = arena->large_cache; c; c = c->next) {
-    if (((uintptr_t)c & (map_align - 1)) != 0 || c->user_offset != offset) continue;
+    if (((uintptr_t)c & (map_align - 1)) != 0 || c->user_offset != offset || c->guarded) continue;
     if (c->map_size >= map_size && (fit == NULL || c->map_size < fit->map_size)) fit = c;
     if (c->map_size < map_size && (largest == NULL || c->map_size > largest->map_size)) largest = c;
   }
@@ -85,9 +85,45 @@ static tm_large_t *tm_large_refit(tm_large_t *c, size_t map_size, size_t map_ali
   return NULL;
 }
 
+/* Detection mode, lock held: the smallest cached mapping a guarded block
+ * fits in. A freed block's mapping is inaccessible but for its header page
+ * (quarantine.c) and stays so in the cache, so any of it serves: the block's
+ * data pages are made accessible again and the page after them, still
+ * inaccessible, is its guard. */
+static tm_large_t *tm_large_cache_take_guarded(tm_arena_t *arena, size_t map_size)
+{
+  tm_large_t *fit = NULL;
+  for (tm_large_t *c = arena->large_cache; c; c = c->next)
+    if (c->guarded && c->map_size >= map_size && (fit == NULL || c->map_size < fit->map_size)) fit = c;
+  if (fit) {
+    tm_large_unlink(&arena->large_cache, fit);
+    arena->large_cached_bytes -= fit->map_size;
+    arena->large_cached_count--;
+  }
+  return fit;
+}
+
+/* No lock: a cached guarded mapping for `data` bytes of block pages, its
+ * pages resident (no fault, unlike a fresh mapping); NULL when it could not
+ * be opened (then it is gone). An excess that dwarfs the block is cut, as
+ * in tm_large_refit; a smaller one stays inaccessible after the guard. */
+static tm_large_t *tm_large_reopen_guarded(tm_large_t *c, size_t map_size, size_t data)
+{
+  size_t excess = c->map_size - map_size;
+  if (excess > 4 * map_size && excess > ((size_t)32 << 20)) {
+    tm_os_unmap((uint8_t *)c + map_size, excess);
+    c->map_size = map_size;
+  }
+  if (!tm_os_protect((uint8_t *)c + TM_PAGE_SIZE, data, true)) {
+    tm_os_unmap(c, c->map_size);
+    return NULL;
+  }
+  return c;
+}
+
 /* Detection mode: the block ends (to within 16 bytes) against a page that is
- * never accessible, after its header page and its data pages. Never cached. */
-static void *tm_large_alloc_guarded(tm_arena_t *arena, size_t need, size_t *usable_out)
+ * never accessible, after its header page and its data pages. */
+static void *tm_large_alloc_guarded(tm_arena_t *arena, size_t need, bool *clean, size_t *usable_out)
 {
   size_t data = (need + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1);
   if (data > TM_MAX_REQUEST - 2 * TM_PAGE_SIZE) {
@@ -95,16 +131,24 @@ static void *tm_large_alloc_guarded(tm_arena_t *arena, size_t need, size_t *usab
     return NULL;
   }
   size_t map_size = TM_PAGE_SIZE + data + TM_PAGE_SIZE, block = (need + 15) & ~(size_t)15;
-  tm_large_t *large = tm_os_map_aligned(map_size, TM_SEGMENT_SIZE);
-  if (large == NULL) return NULL;
-  tm_os_protect((uint8_t *)large + TM_PAGE_SIZE + data, TM_PAGE_SIZE, false);
-  large->magic = TM_LARGE_MAGIC;
-  large->map_size = map_size;
+  tm_lock(&arena->lock);
+  tm_large_t *large = arena->lost ? NULL : tm_large_cache_take_guarded(arena, map_size);
+  tm_unlock(&arena->lock);
+  if (large) large = tm_large_reopen_guarded(large, map_size, data);
+  *clean = large == NULL;
+  if (large == NULL) {
+    large = tm_os_map_aligned(map_size, TM_SEGMENT_SIZE);
+    if (large == NULL) return NULL;
+    tm_os_protect((uint8_t *)large + TM_PAGE_SIZE + data, TM_PAGE_SIZE, false);
+    large->magic = TM_LARGE_MAGIC;
+    large->map_size = map_size;
+    tm_track_os_map((uint8_t *)large + TM_PAGE_SIZE, data);
+  }
   large->user_offset = TM_PAGE_SIZE + data - block;
   large->usable = block;
+  large->requested = 0;
   large->guarded = true;
   large->arena = arena;
-  tm_track_os_map((uint8_t *)large + TM_PAGE_SIZE, data);
   atomic_store_explicit(&large->live, 1, memory_order_relaxed);
   tm_lock(&arena->lock);
   tm_large_link(&arena->large, large);
@@ -113,16 +157,13 @@ static void *tm_large_alloc_guarded(tm_arena_t *arena, size_t need, size_t *usab
   arena->large_allocs++;
   tm_unlock(&arena->lock);
   *usable_out = block;
-  tm_segmap_set((uintptr_t)large, map_size, TM_SEG_LARGE_HEAD, TM_SEG_LARGE_BODY);
+  tm_segmap_set((uintptr_t)large, large->map_size, TM_SEG_LARGE_HEAD, TM_SEG_LARGE_BODY);
   return tm_large_user(large);
 }
 
 void *tm_large_alloc(tm_arena_t *arena, size_t need, size_t alignment, bool *clean, size_t *usable_out)
 {
-  if (TM_UNLIKELY(alignment == 0)) {
-    *clean = true;
-    return tm_large_alloc_guarded(arena, need, usable_out);
-  }
+  if (TM_UNLIKELY(alignment == 0)) return tm_large_alloc_guarded(arena, need, clean, usable_out);
   size_t offset = alignment > TM_PAGE_SIZE ? alignment : TM_PAGE_SIZE;
   if (need > TM_MAX_REQUEST - offset) {
     errno = ENOMEM;
@@ -179,8 +220,8 @@ tm_large_t *tm_large_find(const void *p, tm_fault_t *fault)
     if (kind == TM_SEG_FREED_LARGE && ((uintptr_t)p & (TM_PAGE_SIZE - 1)) == 0)
       tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, "large block already freed", 0, NULL);
     else if (kind == TM_SEG_FREED_LARGE)
-      tm_fault_set(fault, TINYMALLOC_ERROR_INVALID_FREE, p,
-                   "points into memory tinymalloc already returned to the OS", 0, NULL);
+      tm_fault_set(fault, TINYMALLOC_ERROR_INVALID_FREE, p, "points into memory tinymalloc already returned to the OS",
+                   0, NULL);
     else
       tm_fault_set(fault, TINYMALLOC_ERROR_INVALID_FREE, p, "not allocated by tinymalloc", 0, NULL);
     return NULL;
@@ -229,7 +270,7 @@ static void tm_large_release_marked(tm_large_t *large)
     arena->large_live--;
     arena->large_bytes -= large->usable;
   }
-  if (!arena->lost && !large->guarded && large->map_size <= TM_LARGE_CACHE_BYTES / 2) {
+  if (!arena->lost && large->map_size <= TM_LARGE_CACHE_BYTES / 2) {
     large->cached_tick = arena->tick;
     tm_large_link(&arena->large_cache, large);
     arena->large_cached_bytes += large->map_size;
@@ -376,6 +417,80 @@ void *tm_large_resize(tm_large_t *large, size_t need, bool may_move, size_t *usa
   if (moved != large) tm_large_set_extent(moved, new_map);
   tm_unlock(&arena->lock);
   if (moved == large) return NULL;
+  tm_segmap_set((uintptr_t)moved, new_map, TM_SEG_LARGE_HEAD, TM_SEG_LARGE_BODY);
+  return tm_large_user(moved);
+}
+
+/* Lock held: a guarded block's new extent. */
+static void tm_large_set_guarded_extent(tm_large_t *large, size_t map_size, size_t usable)
+{
+  tm_arena_t *arena = large->arena;
+  if (!arena->lost) arena->large_bytes = arena->large_bytes - large->usable + usable;
+  large->map_size = map_size;
+  large->usable = usable;
+}
+
+void *tm_large_resize_guarded(tm_large_t *large, size_t size, size_t *usable_out)
+{
+  size_t start = large->user_offset, old_map = large->map_size;
+  if (size > TM_MAX_REQUEST - start - 3 * TM_PAGE_SIZE) return NULL;
+  size_t data_end = (start + large->usable + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1);
+  size_t new_end = (start + size + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1);
+  size_t new_map = new_end + TM_PAGE_SIZE;
+  uint8_t *base = (uint8_t *)large;
+  tm_arena_t *arena = large->arena;
+  *usable_out = new_end - start;
+  if (new_end < data_end) {
+    /* Shrinks: the page after the new end becomes the guard, the rest of
+     * the mapping goes (segments wholly past the new end are marked first,
+     * as in tm_large_resize). */
+    if (!tm_os_protect(base + new_end, TM_PAGE_SIZE, false)) return NULL;
+    uintptr_t keep_end = ((uintptr_t)base + new_map + TM_SEGMENT_MASK) & ~(uintptr_t)TM_SEGMENT_MASK;
+    uintptr_t old_end = (uintptr_t)base + old_map;
+    tm_lock(&arena->lock);
+    tm_large_set_guarded_extent(large, new_map, new_end - start);
+    tm_unlock(&arena->lock);
+    if (old_end > keep_end) tm_segmap_set(keep_end, old_end - keep_end, TM_SEG_FREED_LARGE, TM_SEG_FREED_LARGE);
+    tm_os_unmap(base + new_map, old_map - new_map);
+    return tm_large_user(large);
+  }
+  if (new_map <= old_map) { /* grows into pages the mapping has (kept, inaccessible, after a guard) */
+    if (new_end > data_end && !tm_os_protect(base + data_end, new_end - data_end, true)) return NULL;
+    tm_lock(&arena->lock);
+    tm_large_set_guarded_extent(large, old_map, new_end - start);
+    tm_unlock(&arena->lock);
+    return tm_large_user(large);
+  }
+  /* Grows past the mapping: one accessible range (mremap takes one), grown
+   * in place or moved without a copy (as in tm_large_resize), then the guard
+   * again. */
+  if (!tm_os_protect(base + data_end, old_map - data_end, true)) return NULL;
+  if (tm_os_grow_in_place(large, old_map, new_map)) {
+    tm_os_protect(base + new_end, TM_PAGE_SIZE, false);
+    tm_segmap_set((uintptr_t)large, new_map, TM_SEG_LARGE_HEAD, TM_SEG_LARGE_BODY);
+    tm_lock(&arena->lock);
+    tm_large_set_guarded_extent(large, new_map, new_end - start);
+    tm_unlock(&arena->lock);
+    return tm_large_user(large);
+  }
+  tm_lock(&arena->lock);
+  if (!arena->lost) tm_large_unlink(&arena->large, large);
+  tm_unlock(&arena->lock);
+  tm_segmap_set((uintptr_t)large, old_map, TM_SEG_FREED_LARGE, TM_SEG_FREED_LARGE);
+  tm_large_t *moved = tm_os_move(large, old_map, new_map, TM_SEGMENT_SIZE);
+  if (moved == NULL) {
+    tm_os_protect(base + data_end, old_map - data_end, false);
+    tm_segmap_set((uintptr_t)large, old_map, TM_SEG_LARGE_HEAD, TM_SEG_LARGE_BODY);
+    tm_lock(&arena->lock);
+    if (!arena->lost) tm_large_link(&arena->large, large);
+    tm_unlock(&arena->lock);
+    return NULL;
+  }
+  tm_os_protect((uint8_t *)moved + new_end, TM_PAGE_SIZE, false);
+  tm_lock(&arena->lock);
+  if (!arena->lost) tm_large_link(&arena->large, moved);
+  tm_large_set_guarded_extent(moved, new_map, new_end - start);
+  tm_unlock(&arena->lock);
   tm_segmap_set((uintptr_t)moved, new_map, TM_SEG_LARGE_HEAD, TM_SEG_LARGE_BODY);
   return tm_large_user(moved);
 }

@@ -28,6 +28,13 @@ void tm_large_release(tm_large_t *large) TM_HIDDEN;
  * `may_move`, moves the mapping without copying. Returns the block's new
  * address and usable size, or NULL (nothing changed). */
 void *tm_large_resize(tm_large_t *large, size_t need, bool may_move, size_t *usable) TM_HIDDEN;
+/* Detection mode: resizes a guarded block to hold `size` bytes, in place or
+ * by moving its pages (no copy); the block keeps its offset in the mapping,
+ * its pages end at the first page boundary at or past `size` and the page
+ * after them is the guard. Returns its address and, in *usable, the bytes up
+ * to the guard (the caller writes the canary after `size`); NULL when it
+ * cannot (then nothing changed). */
+void *tm_large_resize_guarded(tm_large_t *large, size_t size, size_t *usable) TM_HIDDEN;
 
 /* Fork child, no other thread: freed large blocks still listed that wait in
  * no quarantine of `me` (vanished threads' quarantines) are released. */

@@ -8,12 +8,12 @@
  * for real: a small one through the remote path (whoever owns its slab
  * merges it), a medium one to the cache or the arena, a large one unmapped.
  * A small or medium block handed out again is checked once more. */
+#include "quarantine.h"
 #include "detect.h"
 #include "large.h"
 #include "medium.h"
 #include "options.h"
 #include "os.h"
-#include "quarantine.h"
 #include "segmap.h"
 #include "segment.h"
 #include "slab.h"
@@ -101,6 +101,48 @@ size_t tm_detect_requested(const void *p, const tm_ptr_t *ptr)
     stored = ptr->large->requested;
   }
   return stored ? stored - 1 : SIZE_MAX;
+}
+
+/* ---- Resizing in place ------------------------------------------------------------ */
+
+void *tm_detect_resize(void *p, const tm_ptr_t *ptr, size_t usable, size_t size)
+{
+  size_t requested = tm_detect_requested(p, ptr);
+  if (requested == SIZE_MAX) return NULL;
+  size_t need = size + TM_DETECT_SLACK;
+  if (ptr->kind == TM_PTR_SMALL) {
+    if (need > usable || (need < usable / 2 && usable > TM_MIN_BLOCK)) return NULL;
+    if (tm_detect_canary_check(p, requested, usable) != SIZE_MAX) return NULL;
+    _Atomic uint16_t *entry = tm_detect_small_entry(tm_segment_of(p), ptr->slab->slot, ptr->index);
+    if (entry == NULL) return NULL;
+    tm_detect_canary_write(p, size, usable);
+    atomic_store_explicit(entry, (uint16_t)(size + 1), memory_order_relaxed);
+    return p;
+  }
+  if (ptr->kind == TM_PTR_MEDIUM) {
+    if (need <= TM_SMALL_MAX || need > TM_MEDIUM_MAX + TM_PAGE_SIZE) return NULL;
+    if (tm_detect_canary_check(p, requested, usable) != SIZE_MAX) return NULL;
+    tm_segment_t *seg = tm_segment_of(p);
+    _Atomic uint32_t *entry = tm_detect_medium_entry(seg, tm_page_of(seg, p));
+    if (entry == NULL) return NULL;
+    size_t new_usable = tm_medium_resize(p, need);
+    if (new_usable == 0) return NULL;
+    tm_detect_canary_write(p, size, new_usable);
+    atomic_store_explicit(entry, (uint32_t)(size + 1), memory_order_relaxed);
+    return p;
+  }
+  /* Large: only a guarded block (a plainly aligned one), and only while it
+   * stays large; it needs no slack, its pages end against the guard. */
+  tm_large_t *large = ptr->large;
+  if (!large->guarded || need <= TM_MEDIUM_MAX + TM_PAGE_SIZE) return NULL;
+  if (tm_detect_canary_check(p, requested, usable) != SIZE_MAX) return NULL;
+  size_t offset = large->user_offset, new_usable;
+  uint8_t *q = tm_large_resize_guarded(large, size, &new_usable);
+  if (q == NULL) return NULL;
+  large = (tm_large_t *)(q - offset); /* it may have moved */
+  tm_detect_canary_write(q, size, new_usable);
+  large->requested = size + 1;
+  return q;
 }
 
 /* ---- Release ------------------------------------------------------------------------ */

@@ -18,6 +18,11 @@ void tm_detect_large_out(void *p, size_t requested, size_t usable) TM_HIDDEN;
 void tm_detect_free(void *p, const tm_ptr_t *ptr, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults) TM_HIDDEN;
 /* Releases every block of `heap`'s quarantine (thread exit, trim). */
 void tm_detect_flush(tm_heap_t *heap, tm_faults_t *faults) TM_HIDDEN;
+/* realloc of a live classified block of `usable` bytes to `size` in place
+ * (or, large, by moving its pages): its canary is checked (a damaged one is
+ * left for the moving path's free to report: NULL), the block resized, the
+ * canary written after `size`. NULL when it must move. */
+void *tm_detect_resize(void *p, const tm_ptr_t *ptr, size_t usable, size_t size) TM_HIDDEN;
 /* The requested size of a live classified block, or SIZE_MAX when unknown. */
 size_t tm_detect_requested(const void *p, const tm_ptr_t *ptr) TM_HIDDEN;
 

@@ -158,7 +158,7 @@ typedef struct tm_large_s {
   size_t usable;
   size_t requested; /* detection mode: the request plus one (0: unknown) */
   bool guarded;     /* detection mode: a guard page follows, or the pages were made
-                       inaccessible: never cached for reuse */
+                       inaccessible (cached so, reused only for guarded blocks) */
   _Atomic uint32_t live;
   uint32_t cached_tick;
   struct tm_arena_s *arena;

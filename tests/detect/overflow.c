@@ -49,6 +49,27 @@ static void overflow_after_shrink(size_t n, size_t k)
   free(p);
 }
 
+/* The block is resized in place by realloc (or, large, its pages moved):
+ * the canary moves to the new end. */
+static void overflow_after_resize(size_t from, size_t n, size_t k)
+{
+  char *p = malloc(from);
+  memset(launder(p), 'a', from);
+  char *q = realloc(p, n);
+  if (q == NULL) abort();
+  say_block(q);
+  say(q == p ? "in place\n" : "moved\n");
+  flip(q, n - 1 + k);
+  free(q);
+}
+
+#define RESIZE_FROM(from)                                                                                              \
+  static void overflow_after_resize_from_##from(size_t n, size_t k) { overflow_after_resize(from, n, k); }
+RESIZE_FROM(100)
+RESIZE_FROM(20000)
+RESIZE_FROM(2000000)
+RESIZE_FROM(3000000)
+
 /* The overflowed block is passed to realloc, which checks it too. */
 static void overflow_then_realloc(size_t n, size_t k)
 {
@@ -74,6 +95,12 @@ static void strcpy_off_by_one(size_t n, size_t k)
 
 #define OVERFLOW_LINE                                                                                                  \
   "tinymalloc: heap overflow of block @BLOCK@ \\(%zu bytes requested; byte %zu overwritten, found by %s\\)"
+
+static void resize_case(void (*run)(size_t, size_t), size_t from, size_t to, size_t k, const char *name)
+{
+  tcase_t *c = add_case(run, to, k, "realloc-%s-%zu-to-%zu-by-%zu", name, from, to, k);
+  expect_report(c, OVERFLOW_LINE, to, to - 1 + k, "free");
+}
 
 static void report_case(void (*fn)(size_t, size_t), size_t n, size_t k, const char *kind)
 {
@@ -118,6 +145,12 @@ static void register_cases(void)
   /* realloc reports what its free of the old block found ("found by free"). */
   c = add_case(overflow_then_realloc, 24, 1, "realloc-of-overflowed-24-by-1");
   expect_report(c, OVERFLOW_LINE, (size_t)24, (size_t)24, "(free|realloc)");
+  for (size_t k = 1; k <= 8; k += 7) {
+    resize_case(overflow_after_resize_from_100, 100, 90, k, "small-in-place");
+    resize_case(overflow_after_resize_from_20000, 20000, 30000, k, "medium-grown");
+    resize_case(overflow_after_resize_from_2000000, 2000000, 3000008, k, "large-grown");
+    resize_case(overflow_after_resize_from_3000000, 3000000, 1500000, k, "large-shrunk");
+  }
   for (size_t n = 5; n <= 45; n += 20) {
     c = add_case(strcpy_off_by_one, n, 1, "strcpy-nul-off-by-one-%zu", n);
     expect_report(c, OVERFLOW_LINE, n, n, "free");
