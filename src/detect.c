@@ -76,9 +76,14 @@ static inline uint64_t tm_canary_keep(size_t requested)
   return k ? ((uint64_t)1 << (8 * k)) - 1 : 0;
 }
 
+/* The canary ends where the fill of the freed block will (at most 64 bytes
+ * past the request rounded up to 16: still whole words). */
+static inline size_t tm_canary_end(size_t requested, size_t usable) { return tm_detect_fill_length(requested, usable); }
+
 void tm_detect_canary_write(uint8_t *p, size_t requested, size_t usable)
 {
   tm_secret_init();
+  if (requested < usable) usable = tm_canary_end(requested, usable);
   if (requested >= usable) return;
   if (!tm_canary_by_words(p, usable)) {
     for (size_t i = requested; i < usable; i++)
@@ -99,6 +104,7 @@ void tm_detect_canary_write(uint8_t *p, size_t requested, size_t usable)
 size_t tm_detect_canary_check(const uint8_t *p, size_t requested, size_t usable)
 {
   tm_secret_init();
+  if (requested < usable) usable = tm_canary_end(requested, usable);
   if (requested >= usable) return SIZE_MAX;
   if (!tm_canary_by_words(p, usable)) {
     for (size_t i = requested; i < usable; i++)
@@ -239,9 +245,9 @@ bool tm_quarantine_needs_room(const tm_quarantine_t *q, size_t size)
   return q->count > 0 && (q->count >= limit || q->bytes + size > bytes);
 }
 
-void tm_quarantine_push(tm_quarantine_t *q, void *p, size_t size)
+void tm_quarantine_push(tm_quarantine_t *q, void *p, size_t size, size_t fill)
 {
-  q->entry[(q->head + q->count) % q->capacity] = (struct tm_quarantine_entry_s){p, size};
+  q->entry[(q->head + q->count) % q->capacity] = (struct tm_quarantine_entry_s){p, size, fill};
   q->count++;
   q->bytes += size;
 }

@@ -14,12 +14,35 @@
  * this many bytes lands in the canary even when the request fills its class. */
 #define TM_DETECT_SLACK ((size_t)8)
 
-/* Side-table marks (a requested size is stored plus one). */
-#define TM_DETECT_UNKNOWN 0u      /* handed out before the mode was on: no checks */
-#define TM_DETECT_FILLED   0xffffu     /* free, carrying the fill pattern (small) */
-#define TM_DETECT_ZEROED   0xfffeu     /* free, zeroed (zero_on_free was on at its free) */
-#define TM_DETECT_FILLED32 0xffffffffu /* the same two, for medium runs */
-#define TM_DETECT_ZEROED32 0xfffffffeu
+/* Side-table marks: a live block's requested size plus one (0: handed out
+ * before the mode was on: no checks), or a free block's: the FREE bit, the
+ * ZERO bit when its fill is zeros, and the bytes its fill covers in units of
+ * 16 (tm_detect_fill_length). Small entries have 16 bits (requests up to
+ * 16 KiB, fills up to 16 KiB / 16), medium ones 32. */
+#define TM_DETECT_UNKNOWN 0u
+#define TM_DETECT_FREE16  0x8000u
+#define TM_DETECT_ZERO16  0x4000u
+#define TM_DETECT_FREE32  0x80000000u
+#define TM_DETECT_ZERO32  0x40000000u
+
+/* Canary bytes after a request: up to the block's end, but no more than to
+ * 64 bytes past the request rounded up to 16 (every linear overflow of up
+ * to 64 bytes starts inside them). */
+#define TM_DETECT_CANARY_MAX ((size_t)64)
+
+/* The bytes of a small block's fill checked when it leaves a quarantine
+ * (all of them when it is handed out again). */
+#define TM_DETECT_EXIT_CHECK ((size_t)64)
+
+/* The bytes of a freed block the fill covers: what the program asked for
+ * and the canary after it (more a correct program never touched), or the
+ * whole block when the request is unknown. A multiple of 16. */
+TM_INLINE size_t tm_detect_fill_length(size_t requested, size_t usable)
+{
+  if (requested == SIZE_MAX) return usable;
+  size_t end = ((requested + 15) & ~(size_t)15) + TM_DETECT_CANARY_MAX;
+  return end < usable ? end : usable;
+}
 
 /* The per-segment side table, mapped on first use. */
 typedef struct tm_detect_table_s {
@@ -32,7 +55,8 @@ typedef struct tm_quarantine_s {
   size_t capacity, head, count, bytes;
   struct tm_quarantine_entry_s {
     void *p;
-    size_t size; /* bytes the fill covers; bit 0 set when the fill was zeros */
+    size_t size; /* the block's usable bytes; bit 0 set when the fill was zeros */
+    size_t fill; /* bytes the fill covers */
   } entry[];
 } tm_quarantine_t;
 
@@ -47,7 +71,8 @@ void tm_detect_medium_forget(tm_segment_t *seg, size_t page) TM_HIDDEN;
 /* A slab was carved: its entries start unknown. */
 void tm_detect_slab_carved(tm_segment_t *seg, size_t slot) TM_HIDDEN;
 
-/* Canary bytes over [requested, usable) of block p. */
+/* Canary bytes over [requested, usable) of block p, at most
+ * TM_DETECT_CANARY_MAX of them. */
 void tm_detect_canary_write(uint8_t *p, size_t requested, size_t usable) TM_HIDDEN;
 /* The offset of the first canary byte that changed, or SIZE_MAX. */
 size_t tm_detect_canary_check(const uint8_t *p, size_t requested, size_t usable) TM_HIDDEN;
@@ -63,7 +88,7 @@ tm_quarantine_t *tm_quarantine_of(tm_heap_t *heap) TM_HIDDEN;
  * in (by the quarantine_count and quarantine_bytes options). */
 bool tm_quarantine_needs_room(const tm_quarantine_t *q, size_t size) TM_HIDDEN;
 /* Adds a block (the caller made room). */
-void tm_quarantine_push(tm_quarantine_t *q, void *p, size_t size) TM_HIDDEN;
+void tm_quarantine_push(tm_quarantine_t *q, void *p, size_t size, size_t fill) TM_HIDDEN;
 /* Unmaps an empty quarantine (trim, thread exit); the next free maps one again. */
 void tm_quarantine_release(tm_heap_t *heap) TM_HIDDEN;
 /* Takes the oldest entry (thread exit, trim); false when empty. */

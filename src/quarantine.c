@@ -54,8 +54,9 @@ void tm_detect_small_out(void *p, size_t requested, size_t usable, tm_faults_t *
   _Atomic uint16_t *entry = tm_detect_small_entry(tm_segment_of(p), slab->slot, index);
   if (entry == NULL) return;
   uint16_t mark = atomic_load_explicit(entry, memory_order_relaxed);
-  if (mark == TM_DETECT_FILLED || mark == TM_DETECT_ZEROED) {
-    size_t at = tm_detect_fill_check(p, usable, mark == TM_DETECT_ZEROED);
+  if (mark & TM_DETECT_FREE16) {
+    size_t fill = (size_t)(mark & (TM_DETECT_ZERO16 - 1)) << 4;
+    size_t at = tm_detect_fill_check(p, fill < usable ? fill : usable, (mark & TM_DETECT_ZERO16) != 0);
     if (at != SIZE_MAX) tm_waf_fault(faults, p, usable, at, "was handed out again");
   }
   tm_detect_canary_write(p, requested, usable);
@@ -68,8 +69,9 @@ void tm_detect_medium_out(void *p, size_t requested, size_t usable, tm_faults_t 
   _Atomic uint32_t *entry = tm_detect_medium_entry(seg, tm_page_of(seg, p));
   if (entry == NULL) return;
   uint32_t mark = atomic_load_explicit(entry, memory_order_relaxed);
-  if (mark == TM_DETECT_FILLED32 || mark == TM_DETECT_ZEROED32) {
-    size_t at = tm_detect_fill_check(p, usable, mark == TM_DETECT_ZEROED32);
+  if (mark & TM_DETECT_FREE32) {
+    size_t fill = (size_t)(mark & (TM_DETECT_ZERO32 - 1)) << 4;
+    size_t at = tm_detect_fill_check(p, fill < usable ? fill : usable, (mark & TM_DETECT_ZERO32) != 0);
     if (at != SIZE_MAX) tm_waf_fault(faults, p, usable, at, "was handed out again");
   }
   tm_detect_canary_write(p, requested, usable);
@@ -91,12 +93,12 @@ size_t tm_detect_requested(const void *p, const tm_ptr_t *ptr)
   if (ptr->kind == TM_PTR_SMALL) {
     _Atomic uint16_t *entry = tm_detect_small_entry(tm_segment_of(p), ptr->slab->slot, ptr->index);
     stored = entry ? atomic_load_explicit(entry, memory_order_relaxed) : 0;
-    if (stored >= TM_DETECT_ZEROED) stored = 0;
+    if (stored & TM_DETECT_FREE16) stored = 0;
   } else if (ptr->kind == TM_PTR_MEDIUM) {
     tm_segment_t *seg = tm_segment_of(p);
     _Atomic uint32_t *entry = tm_detect_medium_entry(seg, tm_page_of(seg, p));
     stored = entry ? atomic_load_explicit(entry, memory_order_relaxed) : 0;
-    if (stored >= TM_DETECT_ZEROED32) stored = 0;
+    if (stored & TM_DETECT_FREE32) stored = 0;
   } else if (ptr->kind == TM_PTR_LARGE) {
     stored = ptr->large->requested;
   }
@@ -147,8 +149,14 @@ void *tm_detect_resize(void *p, const tm_ptr_t *ptr, size_t usable, size_t size)
 
 /* ---- Release ------------------------------------------------------------------------ */
 
-/* A block leaves the quarantine: its fill is checked, then it is freed. */
-static void tm_detect_release(tm_heap_t *heap, void *p, size_t size, tm_faults_t *faults)
+/* A block leaves the quarantine: its fill is checked, then it is freed. A
+ * small block's check is complete when `whole` (thread exit, trim), else of
+ * its first TM_DETECT_EXIT_CHECK bytes (where a stale pointer's writes land
+ * most: the object's header): it is checked whole when it is handed out
+ * again, and a third pass over every freed block cost more than any other
+ * part of the mode. A medium run is checked whole: the arena may take it
+ * back and forget its fill. */
+static void tm_detect_release(tm_heap_t *heap, void *p, size_t size, size_t fill, bool whole, tm_faults_t *faults)
 {
   uintptr_t a = (uintptr_t)p;
   bool zero = size & 1;
@@ -160,10 +168,12 @@ static void tm_detect_release(tm_heap_t *heap, void *p, size_t size, tm_faults_t
     if (large) tm_large_release(large);
     return;
   }
-  size_t at = tm_detect_fill_check(p, size, zero);
-  if (at != SIZE_MAX) tm_waf_fault(faults, p, size, at, "left the quarantine");
   tm_slab_t *slab = tm_slab_of(a);
-  if (atomic_load_explicit(&slab->block_size, memory_order_relaxed) == 0) {
+  bool medium = atomic_load_explicit(&slab->block_size, memory_order_relaxed) == 0;
+  if (!whole && !medium && fill > TM_DETECT_EXIT_CHECK) fill = TM_DETECT_EXIT_CHECK;
+  size_t at = tm_detect_fill_check(p, fill, zero);
+  if (at != SIZE_MAX) tm_waf_fault(faults, p, size, at, "left the quarantine");
+  if (medium) {
     if (heap) tm_quarantine_count(heap, 0, size, false);
     tm_medium_release(heap, p, size >> TM_PAGE_SHIFT);
     return;
@@ -176,17 +186,17 @@ static void tm_detect_release(tm_heap_t *heap, void *p, size_t size, tm_faults_t
 
 /* Holds a claimed, checked, filled block: in `heap`'s quarantine, or (no
  * quarantine) freed at once. `zero`: the fill was zeros. */
-static void tm_detect_hold(tm_heap_t *heap, void *p, size_t size, bool zero, tm_faults_t *faults)
+static void tm_detect_hold(tm_heap_t *heap, void *p, size_t size, size_t fill, bool zero, tm_faults_t *faults)
 {
   tm_quarantine_t *q = heap ? tm_quarantine_of(heap) : NULL;
   if (q == NULL) {
-    tm_detect_release(heap, p, size | zero, faults);
+    tm_detect_release(heap, p, size | zero, fill, true, faults);
     return;
   }
   struct tm_quarantine_entry_s old;
   while (tm_quarantine_needs_room(q, size | zero) && tm_quarantine_pop(q, &old))
-    tm_detect_release(heap, old.p, old.size, faults);
-  tm_quarantine_push(q, p, size | zero);
+    tm_detect_release(heap, old.p, old.size, old.fill, false, faults);
+  tm_quarantine_push(q, p, size | zero, fill);
 }
 
 void tm_detect_flush(tm_heap_t *heap, tm_faults_t *faults)
@@ -194,7 +204,7 @@ void tm_detect_flush(tm_heap_t *heap, tm_faults_t *faults)
   if (heap == NULL || heap->quarantine == NULL) return;
   struct tm_quarantine_entry_s old;
   while (tm_quarantine_pop(heap->quarantine, &old))
-    tm_detect_release(heap, old.p, old.size, faults);
+    tm_detect_release(heap, old.p, old.size, old.fill, true, faults);
   tm_quarantine_release(heap);
 }
 
@@ -212,14 +222,19 @@ static void tm_detect_free_small(const tm_ptr_t *ptr, void *p, tm_heap_t *heap, 
   }
   _Atomic uint16_t *entry = tm_detect_small_entry(tm_segment_of(p), slab->slot, index);
   uint16_t stored = entry ? atomic_load_explicit(entry, memory_order_relaxed) : TM_DETECT_UNKNOWN;
-  if (stored != TM_DETECT_UNKNOWN && stored < TM_DETECT_ZEROED) {
-    size_t at = tm_detect_canary_check(p, stored - 1u, size);
-    if (at != SIZE_MAX) tm_overflow_fault(fault, p, stored - 1u, at);
+  size_t requested = SIZE_MAX;
+  if (stored != TM_DETECT_UNKNOWN && !(stored & TM_DETECT_FREE16)) {
+    requested = stored - 1u;
+    size_t at = tm_detect_canary_check(p, requested, size);
+    if (at != SIZE_MAX) tm_overflow_fault(fault, p, requested, at);
   }
   bool zero = TM_OPTION(zero_on_free) != 0;
-  tm_detect_fill(p, size, zero);
-  if (entry) atomic_store_explicit(entry, zero ? TM_DETECT_ZEROED : TM_DETECT_FILLED, memory_order_relaxed);
-  tm_detect_hold(heap, p, size, zero, faults);
+  size_t fill = tm_detect_fill_length(requested, size);
+  tm_detect_fill(p, fill, zero);
+  if (entry)
+    atomic_store_explicit(entry, (uint16_t)(TM_DETECT_FREE16 | (zero ? TM_DETECT_ZERO16 : 0) | (fill >> 4)),
+                          memory_order_relaxed);
+  tm_detect_hold(heap, p, size, fill, zero, faults);
 }
 
 static void tm_detect_free_medium(void *p, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults)
@@ -230,15 +245,20 @@ static void tm_detect_free_medium(void *p, tm_heap_t *heap, tm_fault_t *fault, t
   tm_segment_t *seg = tm_segment_of(p);
   _Atomic uint32_t *entry = tm_detect_medium_entry(seg, tm_page_of(seg, p));
   uint32_t stored = entry ? atomic_load_explicit(entry, memory_order_relaxed) : TM_DETECT_UNKNOWN;
-  if (stored != TM_DETECT_UNKNOWN && stored < TM_DETECT_ZEROED32) {
-    size_t at = tm_detect_canary_check(p, stored - 1u, usable);
-    if (at != SIZE_MAX) tm_overflow_fault(fault, p, stored - 1u, at);
+  size_t requested = SIZE_MAX;
+  if (stored != TM_DETECT_UNKNOWN && !(stored & TM_DETECT_FREE32)) {
+    requested = stored - 1u;
+    size_t at = tm_detect_canary_check(p, requested, usable);
+    if (at != SIZE_MAX) tm_overflow_fault(fault, p, requested, at);
   }
   bool zero = TM_OPTION(zero_on_free) != 0;
-  tm_detect_fill(p, usable, zero);
-  if (entry) atomic_store_explicit(entry, zero ? TM_DETECT_ZEROED32 : TM_DETECT_FILLED32, memory_order_relaxed);
+  size_t fill = tm_detect_fill_length(requested, usable);
+  tm_detect_fill(p, fill, zero);
+  if (entry)
+    atomic_store_explicit(entry, TM_DETECT_FREE32 | (zero ? TM_DETECT_ZERO32 : 0) | (uint32_t)(fill >> 4),
+                          memory_order_relaxed);
   if (heap) tm_quarantine_count(heap, 0, usable, true);
-  tm_detect_hold(heap, p, usable, zero, faults);
+  tm_detect_hold(heap, p, usable, fill, zero, faults);
 }
 
 static void tm_detect_free_large(tm_large_t *large, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults)
@@ -254,7 +274,7 @@ static void tm_detect_free_large(tm_large_t *large, tm_heap_t *heap, tm_fault_t 
   large->guarded = true;
   tm_os_protect((uint8_t *)large + TM_PAGE_SIZE, large->map_size - TM_PAGE_SIZE, false);
   if (heap) tm_quarantine_count(heap, 1, large->usable, true);
-  tm_detect_hold(heap, p, large->usable, false, faults);
+  tm_detect_hold(heap, p, large->usable, 0, false, faults);
 }
 
 void tm_detect_free(void *p, const tm_ptr_t *ptr, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults)

@@ -1,9 +1,11 @@
 /* detect_write_after_free: a byte of a freed small or medium block changes
  * while the block is free (tinymalloc preloaded, TINYMALLOC_DETECT=1). It is
  * reported when the block leaves the freeing thread's quarantine (also at
- * thread exit, which empties it), or, once it has left, when the block is
- * handed out again; against the fill pattern or, with zero_on_free, against
- * zeros; for blocks over 64 KiB in the first and the last 32 KiB. A large
+ * thread exit, which empties it: there whole, else a small block's first 64
+ * bytes), or, once it has left, when the block is handed out again (whole);
+ * against the fill or, with zero_on_free, against zeros; the fill covers
+ * the request and the canary after it, for blocks over 64 KiB its first and
+ * last 32 KiB. A large
  * block faults instead (use_after_free.c). Harness and options: harness.h. */
 #include <pthread.h>
 #include <stdlib.h>
@@ -98,13 +100,19 @@ static void register_cases(void)
   const char *left = "left the quarantine", *again = "was handed out again";
   /* small: 80 bytes plus the slack is the class of 96 */
   waf_case(left_quarantine, 80, 8, 96, left, "small-left-quarantine", q4);
-  waf_case(left_quarantine, 80, 95, 96, left, "small-left-quarantine", q4); /* the canary's bytes too */
   waf_case(left_quarantine, 24, 0, 32, left, "small-left-quarantine", q4);
   waf_case(left_default_quarantine, 80, 8, 96, left, "small-left-default-quarantine", "TINYMALLOC_DETECT=1");
   waf_case(left_quarantine, 80, 8, 96, left, "small-zero-fill-left-quarantine",
            "TINYMALLOC_DETECT=1 TINYMALLOC_QUARANTINE_COUNT=4 TINYMALLOC_ZERO_ON_FREE=1");
   waf_case(freed_by_exiting_thread, 80, 8, 96, left, "small-thread-exit", "TINYMALLOC_DETECT=1");
+  /* past the first 64 bytes (a small block leaving the quarantine is
+   * checked that far): found at thread exit, or when handed out again */
+  waf_case(freed_by_exiting_thread, 80, 95, 96, left, "small-thread-exit", "TINYMALLOC_DETECT=1");
   tcase_t *c = waf_case(handed_out_again, 80, 8, 96, again, "small-handed-out-again", q1);
+  c->control_out = "reused after";
+  c = waf_case(handed_out_again, 80, 95, 96, again, "small-handed-out-again", q1); /* the canary's bytes too */
+  c->control_out = "reused after";
+  c = waf_case(handed_out_again, 1000, 900, 1024, again, "small-handed-out-again", q1);
   c->control_out = "reused after";
   /* medium: 20000 bytes plus the slack is 5 pages */
   waf_case(left_quarantine, 20000, 8, 20480, left, "medium-left-quarantine", q4);
