@@ -214,11 +214,11 @@ void tm_detect_medium_forget(tm_segment_t *seg, size_t page)
   if (table) atomic_store_explicit(&table->medium[page], TM_DETECT_UNKNOWN, memory_order_relaxed);
 }
 
-void tm_detect_slab_carved(tm_segment_t *seg, size_t slot)
+void tm_detect_slab_carved(tm_segment_t *seg, size_t slot, uint32_t capacity)
 {
   tm_detect_table_t *table = atomic_load_explicit(&seg->detect, memory_order_acquire);
   if (table == NULL) return;
-  for (size_t i = 0; i < TM_SLAB_MAX_BLOCKS; i++)
+  for (size_t i = 0; i < capacity; i++) /* the entries of blocks this slab can have */
     atomic_store_explicit(&table->small[slot][i], TM_DETECT_UNKNOWN, memory_order_relaxed);
 }
 

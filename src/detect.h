@@ -68,8 +68,8 @@ _Atomic uint32_t *tm_detect_medium_entry(tm_segment_t *seg, size_t page) TM_HIDD
 void tm_detect_table_release(tm_segment_t *seg) TM_HIDDEN;
 /* A run's pages went back to the arena (they may be purged): unknown. */
 void tm_detect_medium_forget(tm_segment_t *seg, size_t page) TM_HIDDEN;
-/* A slab was carved: its entries start unknown. */
-void tm_detect_slab_carved(tm_segment_t *seg, size_t slot) TM_HIDDEN;
+/* A slab of `capacity` blocks was carved: their entries start unknown. */
+void tm_detect_slab_carved(tm_segment_t *seg, size_t slot, uint32_t capacity) TM_HIDDEN;
 
 /* Canary bytes over [requested, usable) of block p, at most
  * TM_DETECT_CANARY_MAX of them. */

@@ -23,11 +23,11 @@
  * sets notify IDLE and merges. Both sides use seq_cst: the owner stores WANT
  * then reads the remote words; a freer sets a remote bit then reads notify;
  * one of them sees the other, so no free is missed. */
+#include "slab.h"
 #include "detect.h"
 #include "grace.h"
 #include "options.h"
 #include "sizeclass.h"
-#include "slab.h"
 #include "track.h"
 
 tm_heap_t tm_owner_arena;
@@ -50,7 +50,7 @@ void tm_slab_carve(tm_slab_t *slab, unsigned cls, tm_heap_t *owner)
     atomic_store_explicit(&slab->bits[w].remote, 0, memory_order_relaxed);
     atomic_store_explicit(&slab->quarantine_bits[w], 0, memory_order_relaxed);
   }
-  tm_detect_slab_carved(tm_segment_of(slab), slab->slot);
+  tm_detect_slab_carved(tm_segment_of(slab), slab->slot, capacity);
   atomic_store_explicit(&slab->owner, owner, memory_order_release);
   /* Publishes everything above to threads that look the slab up by address. */
   atomic_store_explicit(&slab->block_size, size, memory_order_release);
@@ -153,8 +153,8 @@ void tm_slab_notify(tm_slab_t *slab)
   tm_slab_t *head = atomic_load_explicit(&owner->pending, memory_order_relaxed);
   do {
     atomic_store_explicit(&slab->pending_next, head, memory_order_relaxed);
-  } while (!atomic_compare_exchange_weak_explicit(&owner->pending, &head, slab, memory_order_release,
-                                                  memory_order_relaxed));
+  } while (
+      !atomic_compare_exchange_weak_explicit(&owner->pending, &head, slab, memory_order_release, memory_order_relaxed));
 }
 
 void tm_slab_fault(tm_slab_t *slab, uint32_t index, const void *p, tm_fault_t *fault)
