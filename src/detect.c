@@ -140,12 +140,21 @@ static size_t tm_fill_range_check(const uint8_t *p, size_t from, size_t to, uint
   want += byte; /* every lane */
   size_t i = from;
   for (; i + 64 <= to; i += 64) {
-    tm_v16 v[4];
-    memcpy(v, p + i, sizeof v);
-    tm_v2x64 diff = (tm_v2x64)((v[0] ^ want) | (v[1] ^ want) | (v[2] ^ want) | (v[3] ^ want));
+    tm_v16 v0, v1, v2, v3;
+    memcpy(&v0, p + i, 16);
+    memcpy(&v1, p + i + 16, 16);
+    memcpy(&v2, p + i + 32, 16);
+    memcpy(&v3, p + i + 48, 16);
+    tm_v2x64 diff = (tm_v2x64)((v0 ^ want) | (v1 ^ want) | (v2 ^ want) | (v3 ^ want));
     if ((diff[0] | diff[1]) != 0) break;
   }
-  for (; i < to; i++) /* the tail, or the chunk that differs: its first changed byte */
+  for (; i + 16 <= to; i += 16) { /* the rest (small blocks: all of it), 16 bytes per step */
+    tm_v16 v;
+    memcpy(&v, p + i, sizeof v);
+    tm_v2x64 diff = (tm_v2x64)(v ^ want);
+    if ((diff[0] | diff[1]) != 0) break;
+  }
+  for (; i < to; i++) /* the 16 bytes that differ: the first changed one */
     if (p[i] != byte) return i;
   return SIZE_MAX;
 }
