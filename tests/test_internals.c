@@ -1,6 +1,7 @@
 /* White-box tests of the pieces the fuzzers reach only slowly: the page-run
  * search, the size-class tables, a slab's block index arithmetic and its
- * take / local free / remote free / merge rules, and the segment map. They
+ * take / local free / remote free / merge rules, the segment map, and the
+ * detection mode's fill and canary checks. They
  * call the core's internal functions directly (the static library exports
  * them to the linker; they are hidden only in the shared one).
  *
@@ -12,6 +13,7 @@
 #include <string.h>
 
 #include "bitmap.h"
+#include "detect.h"
 #include "segmap.h"
 #include "segment.h"
 #include "sizeclass.h"
@@ -50,7 +52,8 @@ static size_t ref_find_clear_run(const uint64_t *w, size_t nbits, size_t from, s
 {
   for (size_t i = (from + align - 1) / align * align; i + n <= nbits; i += align) {
     size_t k = 0;
-    while (k < n && !ref_bit(w, i + k)) k++;
+    while (k < n && !ref_bit(w, i + k))
+      k++;
     if (k == n) return i;
   }
   return SIZE_MAX;
@@ -106,7 +109,8 @@ static void test_page_run_search(void)
     unsigned density = (unsigned)(rnd() % 5); /* 0: sparse set bits ... 4: dense */
     for (size_t i = 0; i < MAXBITS / 64; i++) {
       uint64_t v = rnd();
-      for (unsigned d = 0; d < 3 - (density < 3 ? density : 2); d++) v &= rnd(); /* thin it out */
+      for (unsigned d = 0; d < 3 - (density < 3 ? density : 2); d++)
+        v &= rnd(); /* thin it out */
       if (density == 4) v |= rnd();
       words[i] = v;
     }
@@ -121,15 +125,18 @@ static void test_page_run_search(void)
 
   /* The other bit-range helpers against the reference. */
   for (int iter = 0; iter < 20000; iter++) {
-    for (size_t i = 0; i < MAXBITS / 64; i++) words[i] = rnd() & rnd();
+    for (size_t i = 0; i < MAXBITS / 64; i++)
+      words[i] = rnd() & rnd();
     size_t first = rnd() % MAXBITS, n = rnd() % (MAXBITS - first + 1);
     size_t count = 0;
-    for (size_t i = first; i < first + n; i++) count += ref_bit(words, i);
+    for (size_t i = first; i < first + n; i++)
+      count += ref_bit(words, i);
     EXPECT(tm_bits_count(words, first, n) == count, "count [%zu, +%zu)", first, n);
     EXPECT(tm_bits_any(words, first, n) == (count != 0), "any [%zu, +%zu)", first, n);
     bool value = rnd() & 1;
     size_t next = first;
-    while (next < MAXBITS && ref_bit(words, next) != value) next++;
+    while (next < MAXBITS && ref_bit(words, next) != value)
+      next++;
     EXPECT(tm_bits_next(words, MAXBITS, first, value) == next, "next %d from %zu", value, first);
     expect_range_written(words, first, n, true);
     expect_range_written(words, first, n, false);
@@ -153,7 +160,8 @@ static void test_size_classes(void)
     unsigned c = tm_size_class(size);
     size_t need = size ? size : 1;
     unsigned want = 0;
-    while (tm_class_size[want] < need) want++;
+    while (tm_class_size[want] < need)
+      want++;
     if (c != want) {
       EXPECT(c == want, "size %zu maps to class %u (%u bytes), the smallest that fits is %u (%u bytes)", size, c,
              c < TM_CLASS_COUNT ? tm_class_size[c] : 0, want, tm_class_size[want]);
@@ -226,8 +234,8 @@ static void test_slab_geometry(tm_segment_t *seg)
     for (size_t off = 0; off < TM_SLAB_SIZE; off++) {
       uint32_t index = tm_slab_index(slab, off);
       if (index != off / size) {
-        EXPECT(index == off / size, "class %u (%u bytes): offset %zu gives block %u, expected %zu", c, size, off,
-               index, off / size);
+        EXPECT(index == off / size, "class %u (%u bytes): offset %zu gives block %u, expected %zu", c, size, off, index,
+               off / size);
         break;
       }
     }
@@ -250,8 +258,7 @@ static void test_slab_rules(tm_segment_t *seg)
   for (;;) {
     void *p;
     if (!tm_slab_take_fast(slab, &p)) {
-      EXPECT(slab->free_words == 0, "the fast take failed with free words %llx",
-             (unsigned long long)slab->free_words);
+      EXPECT(slab->free_words == 0, "the fast take failed with free words %llx", (unsigned long long)slab->free_words);
       EXPECT(tm_slab_take(slab, &faults) == NULL, "the slow take found a block the fast one did not");
       break;
     }
@@ -323,8 +330,7 @@ static void test_slab_rules(tm_segment_t *seg)
   EXPECT(atomic_load(&slab->notify) == TM_NOTIFY_WANT, "notify %u after watch", atomic_load(&slab->notify));
   EXPECT(tm_slab_free_remote(slab, 100, start + 100 * size, NULL), "remote free of block 100");
   EXPECT(tm_slab_free_remote(slab, 101, start + 101 * size, NULL), "remote free of block 101");
-  EXPECT(atomic_load(&slab->notify) == TM_NOTIFY_QUEUED, "notify %u after a remote free",
-         atomic_load(&slab->notify));
+  EXPECT(atomic_load(&slab->notify) == TM_NOTIFY_QUEUED, "notify %u after a remote free", atomic_load(&slab->notify));
   EXPECT(atomic_load(&test_owner.pending) == slab && atomic_load(&slab->pending_next) == NULL,
          "the slab is not queued exactly once");
   atomic_store(&test_owner.pending, NULL);
@@ -375,8 +381,7 @@ static void test_segment_map(void)
   /* The page finder of the arena over this segment. */
   tm_segment_attach(&test_arena, seg);
   size_t first = 0;
-  EXPECT(tm_segment_find_pages(&test_arena, 3, 1, &first) == seg && first == TM_META_PAGES, "3 pages at %zu",
-         first);
+  EXPECT(tm_segment_find_pages(&test_arena, 3, 1, &first) == seg && first == TM_META_PAGES, "3 pages at %zu", first);
   tm_segment_take_pages(seg, first, 3, NULL);
   EXPECT(tm_segment_find_pages(&test_arena, 16, 16, &first) == seg && first % 16 == 0 && first >= TM_META_PAGES + 3,
          "16 aligned pages at %zu", first);
@@ -404,12 +409,77 @@ static void test_segment_map(void)
   tm_segmap_set(fake, 3 * TM_SEGMENT_SIZE, TM_SEG_FREED, TM_SEG_FREED);
 }
 
+/* The detection mode's fill and canary: every changed byte is found at its
+ * offset, whatever the length (the vector loops and the byte loop that
+ * names the first changed byte), and nothing outside them is checked. */
+static void test_detect_patterns(void)
+{
+  static uint8_t buf[1 << 17] __attribute__((aligned(64)));
+  for (int zero = 0; zero <= 1; zero++) {
+    for (size_t len = 16; len <= 1024 + 16; len += 16) {
+      tm_detect_fill(buf, len, zero);
+      EXPECT(tm_detect_fill_check(buf, len, zero) == SIZE_MAX, "fresh fill of %zu bytes", len);
+      for (size_t o = 0; o < len; o++) {
+        buf[o] ^= 0x21;
+        size_t at = tm_detect_fill_check(buf, len, zero);
+        EXPECT(at == o, "fill of %zu (zero %d): byte %zu changed, found %zu", len, zero, o, at);
+        buf[o + 1 < len ? o + 1 : o] ^= 0x42; /* a second change after it: still the first */
+        at = tm_detect_fill_check(buf, len, zero);
+        EXPECT(at == o, "fill of %zu: bytes %zu and after changed, found %zu", len, o, at);
+        buf[o + 1 < len ? o + 1 : o] ^= 0x42;
+        buf[o] ^= 0x21;
+      }
+    }
+    /* Over 64 KiB: the first and last 32 KiB carry the fill, the middle nothing. */
+    size_t big = sizeof buf - 4096, edge = (size_t)32 << 10;
+    memset(buf, 0x33, big);
+    tm_detect_fill(buf, big, false);
+    EXPECT(buf[edge] == 0x33 && buf[big - edge - 1] == 0x33, "the middle of a big block is not filled");
+    EXPECT(tm_detect_fill_check(buf, big, false) == SIZE_MAX, "big fill");
+    size_t probes[] = {0, 1, edge - 1, big - edge, big - 17, big - 1};
+    for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
+      buf[probes[i]] ^= 1;
+      EXPECT(tm_detect_fill_check(buf, big, false) == probes[i], "big fill: byte %zu", probes[i]);
+      buf[probes[i]] ^= 1;
+    }
+  }
+  for (size_t usable = 16; usable <= 512; usable += 16) {
+    for (size_t requested = 0; requested <= usable; requested++) {
+      size_t end = tm_detect_fill_length(requested, usable);
+      EXPECT(end <= usable && end % 16 == 0 && (requested == usable || end > requested) &&
+                 (end == usable || end >= requested + 64),
+             "canary end %zu for %zu of %zu", end, requested, usable);
+      memset(buf, 'a', usable + 64);
+      tm_detect_canary_write(buf, requested, usable);
+      EXPECT(tm_detect_canary_check(buf, requested, usable) == SIZE_MAX, "fresh canary %zu/%zu", requested, usable);
+      for (size_t i = 0; i < requested; i++)
+        if (buf[i] != 'a') {
+          EXPECT(buf[i] == 'a', "canary of %zu/%zu wrote byte %zu of the request", requested, usable, i);
+          break;
+        }
+      EXPECT(end == usable || buf[end] == 'a', "canary of %zu/%zu wrote past its end %zu", requested, usable, end);
+      for (size_t o = requested; o < end; o++) {
+        EXPECT(buf[o] >= 0x80, "canary byte %zu is %#x", o, buf[o]);
+        buf[o] ^= 0x01;
+        size_t at = tm_detect_canary_check(buf, requested, usable);
+        EXPECT(at == o, "canary %zu/%zu: byte %zu changed, found %zu", requested, usable, o, at);
+        buf[o] ^= 0x01;
+      }
+      if (requested > 0) { /* the program's own bytes are not the canary */
+        buf[requested - 1] ^= 0x01;
+        EXPECT(tm_detect_canary_check(buf, requested, usable) == SIZE_MAX, "request byte taken for canary");
+      }
+    }
+  }
+}
+
 int main(void)
 {
   tinyfree(tinymalloc(1)); /* initialised, as in any program */
   test_page_run_search();
   test_size_classes();
   test_segment_map();
+  test_detect_patterns();
   printf("test_internals: %d checks, %d failed\n", checks, failures);
   return failures != 0;
 }
