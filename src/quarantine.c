@@ -141,7 +141,7 @@ void *tm_detect_resize(void *p, const tm_ptr_t *ptr, size_t usable, size_t size)
   size_t offset = large->user_offset, new_usable;
   uint8_t *q = tm_large_resize_guarded(large, size, &new_usable);
   if (q == NULL) return NULL;
-  large = (tm_large_t *)(q - offset); /* it may have moved */
+  large = (tm_large_t *)(void *)(q - offset); /* it may have moved (the header is its mapping's first page) */
   tm_detect_canary_write(q, size, new_usable);
   large->requested = size + 1;
   return q;
