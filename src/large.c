@@ -38,16 +38,22 @@ static void tm_large_unlink(tm_large_t **head, tm_large_t *large)
 /* Lock held: the cached mapping to serve `map_size` bytes whose block starts
  * `offset` bytes in, aligned as asked: the smallest one that is large enough,
  * else the largest one (it will grow). Its pages are resident already: a
- * reused mapping costs no page faults where a fresh one faults every page. */
-static tm_large_t *tm_large_cache_take(tm_arena_t *arena, size_t map_size, size_t offset, size_t map_align)
+ * reused mapping costs no page faults where a fresh one faults every page.
+ * `guarded` (detection mode): only mappings of freed guarded blocks, which
+ * stay inaccessible in the cache but for the header page, so any of them
+ * that is large enough serves (the block's pages are opened again and the
+ * page after them, still inaccessible, is its guard); never a smaller one. */
+static tm_large_t *tm_large_cache_take(tm_arena_t *arena, size_t map_size, size_t offset, size_t map_align,
+                                       bool guarded)
 {
   tm_large_t *fit = NULL, *largest = NULL;
   for (tm_large_t *c = arena->large_cache; c; c = c->next) {
-    if (((uintptr_t)c & (map_align - 1)) != 0 || c->user_offset != offset || c->guarded) continue;
+    if (c->guarded != guarded) continue;
+    if (!guarded && (((uintptr_t)c & (map_align - 1)) != 0 || c->user_offset != offset)) continue;
     if (c->map_size >= map_size && (fit == NULL || c->map_size < fit->map_size)) fit = c;
     if (c->map_size < map_size && (largest == NULL || c->map_size > largest->map_size)) largest = c;
   }
-  tm_large_t *c = fit ? fit : largest;
+  tm_large_t *c = fit || guarded ? fit : largest;
   if (c) {
     tm_large_unlink(&arena->large_cache, c);
     arena->large_cached_bytes -= c->map_size;
@@ -85,22 +91,23 @@ static tm_large_t *tm_large_refit(tm_large_t *c, size_t map_size, size_t map_ali
   return NULL;
 }
 
-/* Detection mode, lock held: the smallest cached mapping a guarded block
- * fits in. A freed block's mapping is inaccessible but for its header page
- * (quarantine.c) and stays so in the cache, so any of it serves: the block's
- * data pages are made accessible again and the page after them, still
- * inaccessible, is its guard. */
-static tm_large_t *tm_large_cache_take_guarded(tm_arena_t *arena, size_t map_size)
+/* A block's mapping is ready (extent, usable size, guarded set): it goes
+ * live on the arena's list and, last, into the segment map (until then a
+ * free of this address was a stale free). */
+static void *tm_large_publish(tm_arena_t *arena, tm_large_t *large, size_t *usable_out)
 {
-  tm_large_t *fit = NULL;
-  for (tm_large_t *c = arena->large_cache; c; c = c->next)
-    if (c->guarded && c->map_size >= map_size && (fit == NULL || c->map_size < fit->map_size)) fit = c;
-  if (fit) {
-    tm_large_unlink(&arena->large_cache, fit);
-    arena->large_cached_bytes -= fit->map_size;
-    arena->large_cached_count--;
-  }
-  return fit;
+  large->requested = 0;
+  large->arena = arena;
+  atomic_store_explicit(&large->live, 1, memory_order_relaxed);
+  tm_lock(&arena->lock);
+  tm_large_link(&arena->large, large);
+  arena->large_live++;
+  arena->large_bytes += large->usable;
+  arena->large_allocs++;
+  tm_unlock(&arena->lock);
+  *usable_out = large->usable;
+  tm_segmap_set((uintptr_t)large, large->map_size, TM_SEG_LARGE_HEAD, TM_SEG_LARGE_BODY);
+  return tm_large_user(large);
 }
 
 /* No lock: a cached guarded mapping for `data` bytes of block pages, its
@@ -132,7 +139,7 @@ static void *tm_large_alloc_guarded(tm_arena_t *arena, size_t need, bool *clean,
   }
   size_t map_size = TM_PAGE_SIZE + data + TM_PAGE_SIZE, block = (need + 15) & ~(size_t)15;
   tm_lock(&arena->lock);
-  tm_large_t *large = arena->lost ? NULL : tm_large_cache_take_guarded(arena, map_size);
+  tm_large_t *large = arena->lost ? NULL : tm_large_cache_take(arena, map_size, TM_PAGE_SIZE, TM_SEGMENT_SIZE, true);
   tm_unlock(&arena->lock);
   if (large) large = tm_large_reopen_guarded(large, map_size, data);
   *clean = large == NULL;
@@ -146,19 +153,8 @@ static void *tm_large_alloc_guarded(tm_arena_t *arena, size_t need, bool *clean,
   }
   large->user_offset = TM_PAGE_SIZE + data - block;
   large->usable = block;
-  large->requested = 0;
   large->guarded = true;
-  large->arena = arena;
-  atomic_store_explicit(&large->live, 1, memory_order_relaxed);
-  tm_lock(&arena->lock);
-  tm_large_link(&arena->large, large);
-  arena->large_live++;
-  arena->large_bytes += large->usable;
-  arena->large_allocs++;
-  tm_unlock(&arena->lock);
-  *usable_out = block;
-  tm_segmap_set((uintptr_t)large, large->map_size, TM_SEG_LARGE_HEAD, TM_SEG_LARGE_BODY);
-  return tm_large_user(large);
+  return tm_large_publish(arena, large, usable_out);
 }
 
 void *tm_large_alloc(tm_arena_t *arena, size_t need, size_t alignment, bool *clean, size_t *usable_out)
@@ -177,7 +173,7 @@ void *tm_large_alloc(tm_arena_t *arena, size_t need, size_t alignment, bool *cle
   size_t map_size = offset + usable;
   size_t map_align = alignment > TM_SEGMENT_SIZE ? alignment : TM_SEGMENT_SIZE;
   tm_lock(&arena->lock);
-  tm_large_t *large = arena->lost ? NULL : tm_large_cache_take(arena, map_size, offset, map_align);
+  tm_large_t *large = arena->lost ? NULL : tm_large_cache_take(arena, map_size, offset, map_align, false);
   tm_unlock(&arena->lock);
   if (large) large = tm_large_refit(large, map_size, map_align);
   *clean = large == NULL;
@@ -190,20 +186,8 @@ void *tm_large_alloc(tm_arena_t *arena, size_t need, size_t alignment, bool *cle
     tm_track_os_map((uint8_t *)large + offset, map_size - offset); /* not the header page */
   }
   large->usable = large->map_size - offset;
-  large->requested = 0;
   large->guarded = false;
-  large->arena = arena;
-  atomic_store_explicit(&large->live, 1, memory_order_relaxed);
-  tm_lock(&arena->lock);
-  tm_large_link(&arena->large, large);
-  arena->large_live++;
-  arena->large_bytes += large->usable;
-  arena->large_allocs++;
-  tm_unlock(&arena->lock);
-  /* Published last: until now a free of this address was a stale free. */
-  *usable_out = large->usable;
-  tm_segmap_set((uintptr_t)large, large->map_size, TM_SEG_LARGE_HEAD, TM_SEG_LARGE_BODY);
-  return tm_large_user(large);
+  return tm_large_publish(arena, large, usable_out);
 }
 
 tm_large_t *tm_large_find(const void *p, tm_fault_t *fault)
