@@ -28,8 +28,19 @@ __attribute__((constructor(101))) static void tm_at_load(void)
 }
 
 /* A destructor rather than atexit (which may allocate); it runs after the
- * program's own, so the report sees the program's final frees. */
-__attribute__((destructor)) static void tm_at_exit(void) { tm_stats_at_exit(); }
+ * program's own, so the report sees the program's final frees. In detection
+ * mode the exiting thread's quarantine is checked first. */
+__attribute__((destructor)) static void tm_at_exit(void)
+{
+  if (TM_FEATURES() & TM_FEATURE_DETECT) {
+    tm_faults_t faults;
+    faults.count = 0;
+    tm_heap_t *heap = tm_thread_heap;
+    tm_detect_check_at_exit(heap == &tm_dead_heap ? NULL : heap, &faults);
+    if (faults.count) tm_report_all("exit", &faults);
+  }
+  tm_stats_at_exit();
+}
 
 /* ---- Handing out -------------------------------------------------------- */
 

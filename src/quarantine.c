@@ -208,6 +208,18 @@ void tm_detect_flush(tm_heap_t *heap, tm_faults_t *faults)
   tm_quarantine_release(heap);
 }
 
+void tm_detect_check_at_exit(tm_heap_t *heap, tm_faults_t *faults)
+{
+  tm_quarantine_t *q = heap ? heap->quarantine : NULL;
+  if (q == NULL) return;
+  for (size_t i = 0; i < q->count; i++) {
+    const struct tm_quarantine_entry_s *e = &q->entry[(q->head + i) % q->capacity];
+    if (tm_segmap_kind((uintptr_t)e->p) != TM_SEG_ARENA) continue; /* large: inaccessible, it faulted */
+    size_t at = tm_detect_fill_check(e->p, e->fill, e->size & 1);
+    if (at != SIZE_MAX) tm_waf_fault(faults, e->p, e->size & ~(size_t)1, at, "was still in the quarantine at exit");
+  }
+}
+
 /* ---- The checked free ------------------------------------------------------------------ */
 
 static void tm_detect_free_small(const tm_ptr_t *ptr, void *p, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults)

@@ -23,6 +23,10 @@ void tm_detect_flush(tm_heap_t *heap, tm_faults_t *faults) TM_HIDDEN;
  * left for the moving path's free to report: NULL), the block resized, the
  * canary written after `size`. NULL when it must move. */
 void *tm_detect_resize(void *p, const tm_ptr_t *ptr, size_t usable, size_t size) TM_HIDDEN;
+/* Process exit: the fills of the blocks in `heap`'s quarantine are checked
+ * (nothing is freed): a short run, a fuzz target's, reports a write after
+ * free even when its quarantine never filled up. */
+void tm_detect_check_at_exit(tm_heap_t *heap, tm_faults_t *faults) TM_HIDDEN;
 /* The requested size of a live classified block, or SIZE_MAX when unknown. */
 size_t tm_detect_requested(const void *p, const tm_ptr_t *ptr) TM_HIDDEN;
 

@@ -2,7 +2,9 @@
  * while the block is free (tinymalloc preloaded, TINYMALLOC_DETECT=1). It is
  * reported when the block leaves the freeing thread's quarantine (also at
  * thread exit, which empties it: there whole, else a small block's first 64
- * bytes), or, once it has left, when the block is handed out again (whole);
+ * bytes), when the program exits while it is still there (the exiting
+ * thread's quarantine is checked), or, once it has left, when the block is
+ * handed out again (whole);
  * against the fill or, with zero_on_free, against zeros; the fill covers
  * the request and the canary after it, for blocks over 64 KiB its first and
  * last 32 KiB. A large
@@ -58,6 +60,17 @@ static void handed_out_again(size_t n, size_t offset)
   say("never handed out again\n");
 }
 
+/* p waits in the quarantine when the program exits (no later free pushed it
+ * out): the exit checks the quarantine of the exiting thread. */
+static void still_quarantined_at_exit(size_t n, size_t offset)
+{
+  char *p = malloc(n);
+  memset(launder(p), 'a', n);
+  say_block(p);
+  free(p);
+  flip(p, offset);
+}
+
 static char *thread_block;
 static size_t thread_offset;
 
@@ -105,6 +118,11 @@ static void register_cases(void)
   waf_case(left_quarantine, 80, 8, 96, left, "small-zero-fill-left-quarantine",
            "TINYMALLOC_DETECT=1 TINYMALLOC_QUARANTINE_COUNT=4 TINYMALLOC_ZERO_ON_FREE=1");
   waf_case(freed_by_exiting_thread, 80, 8, 96, left, "small-thread-exit", "TINYMALLOC_DETECT=1");
+  const char *at_exit = "was still in the quarantine at exit";
+  waf_case(still_quarantined_at_exit, 80, 8, 96, at_exit, "small-quarantined-at-exit", "TINYMALLOC_DETECT=1");
+  waf_case(still_quarantined_at_exit, 80, 95, 96, at_exit, "small-quarantined-at-exit", "TINYMALLOC_DETECT=1");
+  waf_case(still_quarantined_at_exit, 20000, 19999, 20480, at_exit, "medium-quarantined-at-exit",
+           "TINYMALLOC_DETECT=1");
   /* past the first 64 bytes (a small block leaving the quarantine is
    * checked that far): found at thread exit, or when handed out again */
   waf_case(freed_by_exiting_thread, 80, 95, 96, left, "small-thread-exit", "TINYMALLOC_DETECT=1");
