@@ -613,7 +613,7 @@ static atomic_bool detect_used;
 
 void tmf_note_detect_used(void) { atomic_store(&detect_used, true); }
 
-static bool detect_ever_used(void)
+bool tmf_detect_ever_used(void)
 {
   if (atomic_load_explicit(&detect_used, memory_order_relaxed)) return true;
   if (tinymalloc_option_get("detect") > 0) {
@@ -623,7 +623,7 @@ static bool detect_ever_used(void)
   return false;
 }
 
-static bool usable_is_block_size(void) { return !TMF_TRACKED_CORE && !detect_ever_used(); }
+static bool usable_is_block_size(void) { return !TMF_TRACKED_CORE && !tmf_detect_ever_used(); }
 
 /* Metadata mapped with no segment (after a trim): the segment map, heap
  * records. Until this process uses detection mode (whose tables and
@@ -633,7 +633,7 @@ static size_t metadata_floor;
 
 static void note_metadata_floor(const tinymalloc_stats_t *st)
 {
-  if (st->segments == 0 && !detect_ever_used()) metadata_floor = st->metadata_bytes;
+  if (st->segments == 0 && !tmf_detect_ever_used()) metadata_floor = st->metadata_bytes;
 }
 
 void tmf_expect_live(size_t blocks, size_t usable_bytes, size_t slack)
@@ -681,7 +681,7 @@ void tmf_expect_stats_consistent(size_t blocks, size_t usable_bytes, size_t slac
   /* Every segment has a header of at least a page. */
   TMF_REQUIRE(st.metadata_bytes >= st.segments * 4096, "stats: metadata %zu for %zu segments", st.metadata_bytes,
               st.segments);
-  if (metadata_floor != 0 && !detect_ever_used())
+  if (metadata_floor != 0 && !tmf_detect_ever_used())
     TMF_REQUIRE(st.metadata_bytes >= metadata_floor + st.segments * 4096,
                 "stats: metadata %zu for %zu segments, %zu with none mapped", st.metadata_bytes, st.segments,
                 metadata_floor);

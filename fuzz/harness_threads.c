@@ -341,18 +341,26 @@ static void op_contend(tmf_reader_t *r)
 
 /* ---- race_free: one block freed by two or three threads at once ----------- */
 
+/* The helpers stay for every round of an op: round k frees race.p once the
+ * caller moved `round` to k, and counts itself done. */
 typedef struct race_s {
-  void *p;
-  atomic_int go;
+  void *_Atomic p;
+  atomic_int round;
   atomic_int ready;
+  atomic_int done;
+  unsigned rounds;
 } race_t;
 
 static void *race_helper(void *arg)
 {
   race_t *race = arg;
   atomic_fetch_add(&race->ready, 1);
-  wait_flag(&race->go);
-  tinyfree(race->p);
+  for (unsigned k = 1; k <= race->rounds; k++) {
+    wait_count(&race->round, (int)k);
+    void *p = atomic_load_explicit(&race->p, memory_order_acquire);
+    if (p) tinyfree(p);
+    atomic_fetch_add_explicit(&race->done, 1, memory_order_release);
+  }
   return NULL;
 }
 
@@ -371,29 +379,30 @@ static int raced_register(uintptr_t addr)
   return (int)i;
 }
 
-/* Frees `p` from `frees` threads at once (the caller among them unless
- * caller_frees is false: then two or three helpers race on equal terms). */
-static void race_one(void *p, int known, unsigned helpers, bool caller_frees)
+/* Round k of a race: frees `p` from `frees` threads at once (the caller
+ * among them unless caller_frees is false: then two or three helpers race
+ * on equal terms). p NULL: the helpers only count the round. */
+static void race_round(race_t *race, unsigned k, void *p, int known, unsigned helpers, bool caller_frees, size_t usable)
 {
   unsigned frees = helpers + caller_frees;
-  unsigned before = atomic_load(&raced_reports[known]);
-  atomic_fetch_add(&raced_races[known], frees - 1);
-  race_t race;
-  race.p = p;
-  atomic_init(&race.go, 0);
-  atomic_init(&race.ready, 0);
-  pthread_t t[2];
-  for (unsigned k = 0; k < helpers; k++)
-    start_thread(&t[k], race_helper, &race);
-  wait_count(&race.ready, (int)helpers);
-  atomic_store_explicit(&race.go, 1, memory_order_release);
-  if (caller_frees) tinyfree(race.p);
-  for (unsigned k = 0; k < helpers; k++)
-    pthread_join(t[k], NULL);
+  unsigned before = p ? atomic_load(&raced_reports[known]) : 0;
+  if (p) atomic_fetch_add(&raced_races[known], frees - 1);
+  atomic_store_explicit(&race->p, p, memory_order_relaxed);
+  atomic_store_explicit(&race->round, (int)k, memory_order_release);
+  if (caller_frees && p) tinyfree(p);
+  wait_count(&race->done, (int)(k * helpers));
+  if (p == NULL) return;
   unsigned reported = atomic_load(&raced_reports[known]) - before;
+  /* A large block's free claims it with one exchange: exactly one free
+   * wins, every other one is reported at once. (Detection mode: usable
+   * sizes are requested sizes, a block over 1 MiB may be medium.) */
+  TMF_REQUIRE(usable <= TMF_MEDIUM_MAX || tmf_detect_ever_used() || reported == frees - 1,
+              "race_free: %u frees of the large block %p (usable %zu) at once, %u reported, expected %u", frees, p,
+              usable, reported, frees - 1);
   /* Fewer reports than extra frees: the allocator accepted two frees of one
-   * block (the documented window). Its counters may then be one short; it
-   * must still never hand the block out twice (the shadow map sees that). */
+   * block (the documented window of small blocks). Its counters may then be
+   * one short; it must still never hand the block out twice (the shadow
+   * map sees that). */
   if (reported < frees - 1) {
     pthread_mutex_lock(&ctx.lock);
     ctx.slack += frees - 1 - reported;
@@ -417,25 +426,44 @@ static void op_race_free(tmf_reader_t *r)
   unsigned helpers = 1 + ((mode >> 1) & 1);
   if (helpers + caller_frees < 2) helpers = 2;
   /* bit 2: the race is run again on fresh blocks of the same size (a window
-   * of a few instructions needs many tries). */
+   * of a few instructions needs many tries); large blocks (cheap to get
+   * again from the large cache) 4 times as often. */
   unsigned again = (mode & 4) ? 1 + (mode >> 3) % 32 : 0;
+  if (again && b.usable > TMF_MEDIUM_MAX) again *= 4;
+  race_t race;
+  atomic_init(&race.p, NULL);
+  atomic_init(&race.round, 0);
+  atomic_init(&race.ready, 0);
+  atomic_init(&race.done, 0);
+  race.rounds = 1 + again;
   pthread_rwlock_wrlock(&gate);
   /* Junk off while the frees race: the loser of the documented window may
    * fill a block the winner already gave back (an ASan build reports that
    * write); what matters is what happens to the block afterwards. */
   long junk = tinymalloc_option_get("junk");
   if (junk > 0) tinymalloc_option_set("junk", 0);
-  race_one((void *)b.addr, known, helpers, caller_frees);
-  for (unsigned k = 0; k < again; k++) {
-    void *p = tinymalloc(b.requested);
-    TMF_REQUIRE(p != NULL, "race_free: malloc(%zu) returned NULL", b.requested);
-    int i = raced_register((uintptr_t)p);
-    if (i < 0) {
-      tinyfree(p);
-      break;
+  pthread_t t[2];
+  for (unsigned k = 0; k < helpers; k++)
+    start_thread(&t[k], race_helper, &race);
+  wait_count(&race.ready, (int)helpers);
+  race_round(&race, 1, (void *)b.addr, known, helpers, caller_frees, b.usable);
+  for (unsigned k = 2; k <= race.rounds; k++) {
+    void *p = NULL;
+    int i = -1;
+    if (known >= 0) {
+      p = tinymalloc(b.requested);
+      TMF_REQUIRE(p != NULL, "race_free: malloc(%zu) returned NULL", b.requested);
+      i = raced_register((uintptr_t)p);
+      if (i < 0) {
+        tinyfree(p);
+        p = NULL;
+        known = -1; /* the table is full: the helpers only count the rounds left */
+      }
     }
-    race_one(p, i, helpers, caller_frees);
+    race_round(&race, k, p, i, helpers, caller_frees, p ? tinymalloc_usable_size(p) : 0);
   }
+  for (unsigned k = 0; k < helpers; k++)
+    pthread_join(t[k], NULL);
   if (junk > 0) tinymalloc_option_set("junk", junk);
   pthread_rwlock_unlock(&gate);
 }
