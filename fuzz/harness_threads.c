@@ -601,11 +601,94 @@ static void *resize_helper(void *arg)
   return NULL;
 }
 
+/* The gap race: round after round, the caller gets a medium block A and
+ * grows it in place by a few pages while, at the same instant, a helper
+ * asks for a run of over 32 pages (never from its heap's cache), which the
+ * first fit puts right after A when nothing lower fits: whichever takes the
+ * pages first under the arena lock must see the other's. The helper starts
+ * a little later each round (0 to 7 steps of 32 spins), to sweep its
+ * allocation across the caller's growth. Both blocks are in the shadow map
+ * before either is freed: a page handed to both overlaps. */
+typedef struct gap_race_s {
+  unsigned slot, rounds;
+  size_t a, grown, x;
+  atomic_int round, grown_round, done;
+} gap_race_t;
+
+/* Spins before the racing call of round k: the helper's allocation starts
+ * 0 to 7 steps after the caller's growth, then the growth 1 to 8 steps
+ * after the allocation. */
+static unsigned gap_delay(unsigned k, bool caller)
+{
+  unsigned d = k % 16;
+  if (caller) return d >= 8 ? 16 * (d - 7) : 0;
+  return d < 8 ? 16 * d : 0;
+}
+
+static void *gap_helper(void *arg)
+{
+  gap_race_t *g = arg;
+  unsigned slot = (g->slot + 1) % TMF_SLOTS;
+  for (unsigned k = 1; k <= g->rounds; k++) {
+    wait_count(&g->round, (int)k);
+    for (volatile unsigned i = 0; i < gap_delay(k, false); i++) {
+    }
+    alloc_slot(slot, g->x);
+    wait_count(&g->grown_round, (int)k);
+    tmf_block_t b;
+    if (tmf_ops_take(&ctx, slot, &b)) tmf_ops_release(&b);
+    atomic_store_explicit(&g->done, (int)k, memory_order_release);
+  }
+  return NULL;
+}
+
+static void gap_race(unsigned slot, uint8_t mode, size_t size)
+{
+  gap_race_t g;
+  g.slot = slot;
+  g.rounds = 16 * (1 + (mode >> 4) % 16);
+  g.a = (size_t)(5 + (size >> 12) % 28) << 12; /* 5 to 32 pages */
+  g.grown = g.a + ((size_t)(1 + size % 8) << 12);
+  g.x = (size_t)(33 + 4 * ((mode >> 2) & 3)) << 12;
+  atomic_init(&g.round, 0);
+  atomic_init(&g.grown_round, 0);
+  atomic_init(&g.done, 0);
+  if (!tmf_ops_budget(&ctx, g.grown + g.x, 2, 0)) return;
+  pthread_t t;
+  start_thread(&t, gap_helper, &g);
+  tmf_block_t b;
+  for (unsigned k = 1; k <= g.rounds; k++) {
+    alloc_slot(slot, g.a);
+    /* Another stream may have taken the slot meanwhile: the round then
+     * races nothing, the helper still takes its turn. */
+    bool have = tmf_ops_take(&ctx, slot, &b);
+    if (have) tmf_pattern_check((const unsigned char *)b.addr, b.usable, b.id, 0, b.usable, "realloc (before)");
+    atomic_store_explicit(&g.round, (int)k, memory_order_release);
+    for (volatile unsigned i = 0; i < gap_delay(k, true); i++) {
+    }
+    if (have) {
+      unsigned char *p = tinyrealloc((void *)b.addr, g.grown);
+      TMF_REQUIRE(p != NULL, "realloc(%p, %zu) returned NULL", (void *)b.addr, g.grown);
+      tmf_pattern_check(p, b.usable, b.id, 0, b.usable < g.grown ? b.usable : g.grown, "realloc (preserved prefix)");
+      tmf_block_t grown = tmf_block_adopt(p, g.grown, 16, b.id, false);
+      tmf_ops_put(&ctx, slot, &grown);
+    }
+    atomic_store_explicit(&g.grown_round, (int)k, memory_order_release);
+    wait_count(&g.done, (int)k);
+    if (tmf_ops_take(&ctx, slot, &b)) tmf_ops_release(&b);
+  }
+  pthread_join(t, NULL);
+}
+
 static void op_resize_race(tmf_reader_t *r)
 {
   unsigned slot = tmf_read_u8(r) % TMF_SLOTS;
   uint8_t mode = tmf_read_u8(r);
   size_t size = tmf_read_size(r);
+  if ((mode & 3) == 2) { /* medium, bit 1: the gap race */
+    gap_race(slot, mode, size);
+    return;
+  }
   resize_t rs;
   rs.slot = slot;
   rs.large = mode & 1;
