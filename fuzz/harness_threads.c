@@ -680,6 +680,73 @@ static void gap_race(unsigned slot, uint8_t mode, size_t size)
   pthread_join(t, NULL);
 }
 
+/* The map race: round after round, the caller gets a 6-13 MiB large block
+ * and shrinks it to about 1 MiB (the tail's whole segments stop being ours,
+ * then go back to the kernel) while, from the same instant on (offset by a
+ * sweep of spins), a helper asks for a 3-6 MiB block, bigger each round
+ * than what the large cache holds for it most of the time, so that the
+ * kernel places a mapping (where the tail was, when that is the highest gap
+ * that fits). The helper's block must stay ours: its free is checked like
+ * any other (a block marked freed under it is reported as a double free). */
+typedef struct map_race_s {
+  unsigned slot, rounds;
+  size_t a;
+  atomic_int round, shrunk_round, done;
+} map_race_t;
+
+static void *map_helper(void *arg)
+{
+  map_race_t *m = arg;
+  unsigned slot = (m->slot + 1) % TMF_SLOTS;
+  for (unsigned k = 1; k <= m->rounds; k++) {
+    wait_count(&m->round, (int)k);
+    /* 0 to 65535 spins, doubling round by round: the caller's shrink
+     * returns the tail to the kernel only after its lookup, its lock and
+     * (in a tracked build) its tool hooks */
+    for (volatile unsigned i = 0; i < (1u << (k % 17)) - 1; i++) {
+    }
+    alloc_slot(slot, ((size_t)(3 + k % 4) << 20) + 4096 * (k % 6));
+    wait_count(&m->shrunk_round, (int)k);
+    tmf_block_t b;
+    if (tmf_ops_take(&ctx, slot, &b)) tmf_ops_release(&b);
+    atomic_store_explicit(&m->done, (int)k, memory_order_release);
+  }
+  return NULL;
+}
+
+static void map_race(unsigned slot, uint8_t mode, size_t size)
+{
+  map_race_t m;
+  m.slot = slot;
+  m.rounds = 17 * (1 + (mode >> 5)); /* the sweep, 1 to 8 times */
+  m.a = ((size_t)(6 + (mode >> 1) % 8) << 20) + size % 4096;
+  atomic_init(&m.round, 0);
+  atomic_init(&m.shrunk_round, 0);
+  atomic_init(&m.done, 0);
+  if (!tmf_ops_budget(&ctx, TMF_BIG_BYTES_PER_RUN / 2, 1, 0)) return;
+  pthread_t t;
+  start_thread(&t, map_helper, &m);
+  tmf_block_t b;
+  for (unsigned k = 1; k <= m.rounds; k++) {
+    alloc_slot(slot, m.a);
+    bool have = tmf_ops_take(&ctx, slot, &b); /* see gap_race */
+    if (have) tmf_pattern_check((const unsigned char *)b.addr, b.usable, b.id, 0, b.usable, "realloc (before)");
+    size_t n = ((size_t)1 << 20) + 8192 + 4096 * (k % 6);
+    atomic_store_explicit(&m.round, (int)k, memory_order_release);
+    if (have) {
+      unsigned char *p = tinyrealloc((void *)b.addr, n);
+      TMF_REQUIRE(p != NULL, "realloc(%p, %zu) returned NULL", (void *)b.addr, n);
+      tmf_pattern_check(p, b.usable, b.id, 0, n, "realloc (preserved prefix)");
+      tmf_block_t shrunk = tmf_block_adopt(p, n, 16, b.id, false);
+      tmf_ops_put(&ctx, slot, &shrunk);
+    }
+    atomic_store_explicit(&m.shrunk_round, (int)k, memory_order_release);
+    wait_count(&m.done, (int)k);
+    if (tmf_ops_take(&ctx, slot, &b)) tmf_ops_release(&b);
+  }
+  pthread_join(t, NULL);
+}
+
 static void op_resize_race(tmf_reader_t *r)
 {
   unsigned slot = tmf_read_u8(r) % TMF_SLOTS;
@@ -687,6 +754,10 @@ static void op_resize_race(tmf_reader_t *r)
   size_t size = tmf_read_size(r);
   if ((mode & 3) == 2) { /* medium, bit 1: the gap race */
     gap_race(slot, mode, size);
+    return;
+  }
+  if ((mode & 17) == 17) { /* large, bit 4: the map race */
+    map_race(slot, mode, size);
     return;
   }
   resize_t rs;
@@ -698,7 +769,10 @@ static void op_resize_race(tmf_reader_t *r)
    * for that */
   rs.rounds = rs.large ? 6 : 6 * (1 + (mode >> 4) % 16);
   atomic_init(&rs.go, 0);
-  if (!tmf_ops_budget(&ctx, rs.size, rs.large ? 4 : 3, 0)) return;
+  /* A large episode counts as half a run's allowance of medium and large
+   * bytes: its 6-13 MiB alone are over it, its mappings are mostly left
+   * untouched (sparse canaries). */
+  if (!(rs.large ? tmf_ops_budget(&ctx, TMF_BIG_BYTES_PER_RUN / 2, 1, 0) : tmf_ops_budget(&ctx, rs.size, 3, 0))) return;
   alloc_slot(slot, rs.size);
   if (!rs.large) {
     alloc_slot((slot + 1) % TMF_SLOTS, rs.size / 2);
