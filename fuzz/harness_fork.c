@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -184,6 +185,93 @@ static void *flusher_main(void *arg)
   return NULL;
 }
 
+/* In the child of a fork with threads: new threads must get heaps of their
+ * own (the heaps of the threads that vanished, and those free already, are
+ * reused: none may go to two threads; more threads than the process ever
+ * had heaps, so that every pooled heap is handed out). Twelve threads
+ * allocate at once,
+ * blocks of the size the vanished threads used, the child's first thread
+ * checks that no two blocks overlap, then each thread frees another's
+ * blocks and checks its own were left alone. */
+#define TEAM_THREADS 12
+#define TEAM_BLOCKS  32
+
+typedef struct team_s {
+  pthread_barrier_t step;
+  size_t size;
+  atomic_uint next;
+  unsigned char *blocks[TEAM_THREADS][TEAM_BLOCKS];
+} team_t;
+
+static uint64_t team_tag(unsigned t, unsigned i) { return 0x7465616d00000000ull | (uint64_t)t << 16 | i; }
+
+static void *team_main(void *arg)
+{
+  team_t *team = arg;
+  unsigned me = atomic_fetch_add(&team->next, 1);
+  pthread_barrier_wait(&team->step);
+  for (unsigned i = 0; i < TEAM_BLOCKS; i++) {
+    unsigned char *p = tinymalloc(team->size);
+    TMF_REQUIRE(p != NULL, "fork child thread: malloc(%zu) returned NULL", team->size);
+    uint64_t tag = team_tag(me, i);
+    memcpy(p, &tag, sizeof tag);
+    memcpy(p + team->size - sizeof tag, &tag, sizeof tag);
+    team->blocks[me][i] = p;
+  }
+  pthread_barrier_wait(&team->step); /* all allocated: the overlap check */
+  pthread_barrier_wait(&team->step);
+  for (unsigned i = 0; i < TEAM_BLOCKS; i++) { /* its own blocks, untouched by the others */
+    uint64_t head, tail, tag = team_tag(me, i);
+    memcpy(&head, team->blocks[me][i], sizeof head);
+    memcpy(&tail, team->blocks[me][i] + team->size - sizeof tail, sizeof tail);
+    TMF_REQUIRE(head == tag && tail == tag, "fork child thread %u: block %p (%zu bytes) changed by another thread", me,
+                (void *)team->blocks[me][i], team->size);
+  }
+  pthread_barrier_wait(&team->step);
+  for (unsigned i = 0; i < TEAM_BLOCKS; i++) /* a remote free of another thread's block */
+    tinyfree(team->blocks[(me + 1) % TEAM_THREADS][i]);
+  return NULL;
+}
+
+static int compare_addresses(const void *a, const void *b)
+{
+  uintptr_t x = (uintptr_t) * (unsigned char *const *)a, y = (uintptr_t) * (unsigned char *const *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void child_thread_team(size_t size)
+{
+  static team_t team; /* the child's own copy */
+  memset(&team, 0, sizeof team);
+  team.size = size < 16 ? 16 : size;
+  atomic_init(&team.next, 0);
+  tinymalloc_counters_t before, after;
+  tinymalloc_counters(&before);
+  pthread_barrier_init(&team.step, NULL, TEAM_THREADS + 1);
+  pthread_t t[TEAM_THREADS];
+  for (unsigned k = 0; k < TEAM_THREADS; k++)
+    TMF_REQUIRE(pthread_create(&t[k], NULL, team_main, &team) == 0, "fork child: pthread_create failed");
+  pthread_barrier_wait(&team.step);
+  pthread_barrier_wait(&team.step);
+  unsigned char *all[TEAM_THREADS * TEAM_BLOCKS];
+  memcpy(all, team.blocks, sizeof all);
+  qsort(all, TEAM_THREADS * TEAM_BLOCKS, sizeof all[0], compare_addresses);
+  for (unsigned i = 1; i < TEAM_THREADS * TEAM_BLOCKS; i++)
+    TMF_REQUIRE(all[i - 1] + team.size <= all[i], "fork child: blocks %p and %p of %zu bytes (two threads) overlap",
+                (void *)all[i - 1], (void *)all[i], team.size);
+  pthread_barrier_wait(&team.step);
+  pthread_barrier_wait(&team.step);
+  for (unsigned k = 0; k < TEAM_THREADS; k++)
+    pthread_join(t[k], NULL);
+  pthread_barrier_destroy(&team.step);
+  tinymalloc_counters(&after);
+  TMF_REQUIRE(after.live_blocks == before.live_blocks,
+              "fork child: %zu blocks live after its threads freed theirs, %zu before", after.live_blocks,
+              before.live_blocks);
+  int violations = tinymalloc_check();
+  TMF_REQUIRE(violations == 0, "fork child: tinymalloc_check found %d violations after its threads ran", violations);
+}
+
 static void op_fork_threads(tmf_reader_t *r)
 {
   uint8_t shape = tmf_read_u8(r);
@@ -220,6 +308,7 @@ static void op_fork_threads(tmf_reader_t *r)
       /* Only this thread exists here; the others stopped wherever they were. */
       child_begin();
       child_alloc_each_strategy();
+      child_thread_team(c.size);
       fprintf(stream, "child %u\n", k);
       fflush(NULL);
       child_exit(0);
