@@ -687,7 +687,9 @@ static void gap_race(unsigned slot, uint8_t mode, size_t size)
  * than what the large cache holds for it most of the time, so that the
  * kernel places a mapping (where the tail was, when that is the highest gap
  * that fits). The helper's block must stay ours: its free is checked like
- * any other (a block marked freed under it is reported as a double free). */
+ * any other (a block marked freed under it is reported as a double free).
+ * Then the caller grows its block back (in place, or moved when the tail is
+ * taken) while the helper frees its own. */
 typedef struct map_race_s {
   unsigned slot, rounds;
   size_t a;
@@ -741,6 +743,9 @@ static void map_race(unsigned slot, uint8_t mode, size_t size)
       tmf_ops_put(&ctx, slot, &shrunk);
     }
     atomic_store_explicit(&m.shrunk_round, (int)k, memory_order_release);
+    /* and grows again (moved when the helper's block took the tail) while
+     * the helper frees its block */
+    realloc_slot(slot, m.a);
     wait_count(&m.done, (int)k);
     if (tmf_ops_take(&ctx, slot, &b)) tmf_ops_release(&b);
   }
