@@ -601,14 +601,15 @@ static void *resize_helper(void *arg)
   return NULL;
 }
 
-/* The gap race: round after round, the caller gets a medium block A and
- * grows it in place by a few pages while, at the same instant, a helper
- * asks for a run of over 32 pages (never from its heap's cache), which the
- * first fit puts right after A when nothing lower fits: whichever takes the
- * pages first under the arena lock must see the other's. The helper starts
- * a little later each round (0 to 7 steps of 32 spins), to sweep its
- * allocation across the caller's growth. Both blocks are in the shadow map
- * before either is freed: a page handed to both overlaps. */
+/* The gap race: round after round, the caller gets a medium block A of
+ * over 32 pages and grows it in place by a few pages while, at the same
+ * instant, a helper asks for a run of over 32 pages; neither is ever in a
+ * heap's cache, so the first fit puts A where it was the round before and
+ * the helper's run right after it when nothing lower fits: whichever takes
+ * the pages first under the arena lock must see the other's. One of the
+ * two starts a little later each round (0 to 8 steps of 16 spins), to sweep
+ * the helper's allocation across the caller's growth. Both blocks are in
+ * the shadow map before either is freed: a page handed to both overlaps. */
 typedef struct gap_race_s {
   unsigned slot, rounds;
   size_t a, grown, x;
@@ -647,7 +648,10 @@ static void gap_race(unsigned slot, uint8_t mode, size_t size)
   gap_race_t g;
   g.slot = slot;
   g.rounds = 16 * (1 + (mode >> 4) % 16);
-  g.a = (size_t)(5 + (size >> 12) % 28) << 12; /* 5 to 32 pages */
+  /* Over 32 pages: neither block goes to a heap's cache when freed, so each
+   * round starts from the same page map (the first fit puts the block where
+   * the previous round's was). */
+  g.a = (size_t)(33 + (size >> 12) % 28) << 12; /* 33 to 60 pages */
   g.grown = g.a + ((size_t)(1 + size % 8) << 12);
   g.x = (size_t)(33 + 4 * ((mode >> 2) & 3)) << 12;
   atomic_init(&g.round, 0);
