@@ -165,7 +165,7 @@ for h in "${H[@]}"; do
   tmf_log "fuzz_$h: $(grep -h 'stat::number_of_executed_units' "$d/log" | awk '{print $2}') execs, $(grep -h 'stat::average_exec_per_sec' "$d/log" | awk '{print $2}') exec/s"
 done
 
-step "AFL++ smoke (persistent mode, custom mutator, 10 s per harness)"
+step "AFL++ smoke (persistent mode, custom mutator, 6 s per harness)"
 tmf_build_afl "$root" $(tmf_targets afl "${H[@]}")
 tmf_afl_env
 for h in "${H[@]}"; do
@@ -174,7 +174,7 @@ for h in "${H[@]}"; do
   mkdir -p "$d/crashes"
   (
     tmf_afl_harness_env "$root" "$h" "$d/crashes/"
-    afl-fuzz -i "$root/corpus/$h" -o "$d/out" -M main -x "$root/fuzz/$h.dict" -V 10 -t 20000 -m none -- \
+    afl-fuzz -i "$root/corpus/$h" -o "$d/out" -M main -x "$root/fuzz/$h.dict" -V 6 -t 20000 -m none -- \
       "$root/build/fuzz-afl/fuzz/afl_$h" >"$d/log" 2>&1
   ) || { tail -n 30 "$d/log"; fail "afl-fuzz on afl_$h"; }
   st=$d/out/main/fuzzer_stats
@@ -234,7 +234,7 @@ else
 fi
 
 step "mutation sample: 10 seeded mutants of src/ (fuzz/mutate.py)"
-python3 "$root/fuzz/mutate.py" --count 10 --seed 1 --fuzz-time 8 --jobs 2 \
+python3 "$root/fuzz/mutate.py" --count 10 --seed 1 --fuzz-time 5 --jobs 2 \
   --out "$root/build/fuzz-mutants/sample" >"$root/build/fuzz-mutants-sample.log" 2>&1 ||
   { tail -n 30 "$root/build/fuzz-mutants-sample.log"; fail "fuzz/mutate.py sample"; }
 grep -E '^(mutants|score|killed|survived|stillborn)' "$root/build/fuzz-mutants-sample.log" | while read -r line; do tmf_log "$line"; done
