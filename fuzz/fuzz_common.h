@@ -246,5 +246,7 @@ extern const char tmf_harness_name[];
 /* The process turned detection mode on (usable sizes are requested sizes
  * from then on): the exact live-byte checks stop. */
 void tmf_note_detect_used(void);
+/* Detection mode is on or was on in this process. */
+bool tmf_detect_ever_used(void);
 
 #endif

@@ -277,6 +277,11 @@ def threads_seeds():
     s["race-free-again"] = streams(0, b"".join(op(MALLOC, i, sz(n)) + op(RACE_FREE, i, m)
                                                for i, (n, m) in enumerate([(300000, 0xff), (40000, 0xfe),
                                                                            (5000, 0xff), (100, 0xff)])))
+    # large blocks: each extra free must be reported at once (a single
+    # exchange claims the block); 4 times the rounds
+    s["race-free-large-again"] = streams(0, b"".join(op(MALLOC, i, sz(n)) + op(RACE_FREE, i, m)
+                                                     for i, (n, m) in enumerate([(2 << 20, 0xfc), ((1 << 20) + 4096, 0xfe),
+])))
     # thread lifecycle: TSD destructors free (and allocate) in the last
     # destructor round, after the allocator handed the heap back (mode bits
     # 0, 1: also a small/medium one, 2: medium/large instead, 4: allocate too)
@@ -290,6 +295,15 @@ def threads_seeds():
     # the medium episode repeated (mode bits 4-7: 6 * (1 + n) resizes)
     s["resize-race-medium-again"] = streams(0, b"".join(op(RESIZE_RACE, 8 * i, 0xf0, sz(n)) for i, n in enumerate(
         [40000, 200000])))
+    # the gap race (mode bits 0-1 = 2): round after round the caller grows a
+    # 5-32 page block in place while a helper asks for a 33-45 page run that
+    # the first fit puts right after it (bits 4-7: 16 * (1 + n) rounds)
+    s["resize-race-gap"] = streams(0, op(RESIZE_RACE, 11, 0xfa, sz(34)) + op(RESIZE_RACE, 12, 0xf2, sz(70000)),
+                                   op(RESIZE_RACE, 40, 0x3e, sz(9000)))
+    # the map race (mode bits 0 and 4): round after round a 6-13 MiB block
+    # shrinks to about 1 MiB while a helper maps 3-6 MiB blocks, offset by
+    # 0 to 65535 spins (bits 5-7: 17 * (1 + n) rounds)
+    s["resize-race-map"] = streams(0, op(RESIZE_RACE, 3, 0xff, sz(100)) + op(RESIZE_RACE, 3, 0xfd, sz(10)))
     s["resize-race-large"] = streams(0, op(RESIZE_RACE, 3, 1, sz(10)) + op(RESIZE_RACE, 3, 7, sz(100)),
                                      b"".join(op(MALLOC, 10 + i, sz(3 << 20)) + op(FREE, 10 + i) for i in range(8)))
     s["sync"] = streams(1, alloc + op(SYNC) + frees + op(SYNC), op(SYNC) + reallocs + op(SYNC),
@@ -375,7 +389,9 @@ def dictionary(harness):
                            ("race_free_again", op(RACE_FREE, 1, 0xff)),
                            ("late_free", op(LATE_FREE, 0x13, sz(100))), ("sync", op(SYNC)),
                            ("resize_race", op(RESIZE_RACE, 1, 0, sz(100000))),
-                           ("resize_race_large", op(RESIZE_RACE, 1, 1, sz(10)))]:
+                           ("resize_race_large", op(RESIZE_RACE, 1, 1, sz(10))),
+                           ("resize_race_gap", op(RESIZE_RACE, 1, 0xfa, sz(34))),
+                           ("resize_race_map", op(RESIZE_RACE, 1, 0xff, sz(100)))]:
             lines.append('op_%s="%s"' % (name, esc(data)))
     if harness == "fork":
         for name, data in [("fork", op(FORK, 1, 1)), ("fork_threads", op(FORK_THREADS, 0x5e, sz(3000))),

@@ -341,18 +341,26 @@ static void op_contend(tmf_reader_t *r)
 
 /* ---- race_free: one block freed by two or three threads at once ----------- */
 
+/* The helpers stay for every round of an op: round k frees race.p once the
+ * caller moved `round` to k, and counts itself done. */
 typedef struct race_s {
-  void *p;
-  atomic_int go;
+  void *_Atomic p;
+  atomic_int round;
   atomic_int ready;
+  atomic_int done;
+  unsigned rounds;
 } race_t;
 
 static void *race_helper(void *arg)
 {
   race_t *race = arg;
   atomic_fetch_add(&race->ready, 1);
-  wait_flag(&race->go);
-  tinyfree(race->p);
+  for (unsigned k = 1; k <= race->rounds; k++) {
+    wait_count(&race->round, (int)k);
+    void *p = atomic_load_explicit(&race->p, memory_order_acquire);
+    if (p) tinyfree(p);
+    atomic_fetch_add_explicit(&race->done, 1, memory_order_release);
+  }
   return NULL;
 }
 
@@ -371,29 +379,30 @@ static int raced_register(uintptr_t addr)
   return (int)i;
 }
 
-/* Frees `p` from `frees` threads at once (the caller among them unless
- * caller_frees is false: then two or three helpers race on equal terms). */
-static void race_one(void *p, int known, unsigned helpers, bool caller_frees)
+/* Round k of a race: frees `p` from `frees` threads at once (the caller
+ * among them unless caller_frees is false: then two or three helpers race
+ * on equal terms). p NULL: the helpers only count the round. */
+static void race_round(race_t *race, unsigned k, void *p, int known, unsigned helpers, bool caller_frees, size_t usable)
 {
   unsigned frees = helpers + caller_frees;
-  unsigned before = atomic_load(&raced_reports[known]);
-  atomic_fetch_add(&raced_races[known], frees - 1);
-  race_t race;
-  race.p = p;
-  atomic_init(&race.go, 0);
-  atomic_init(&race.ready, 0);
-  pthread_t t[2];
-  for (unsigned k = 0; k < helpers; k++)
-    start_thread(&t[k], race_helper, &race);
-  wait_count(&race.ready, (int)helpers);
-  atomic_store_explicit(&race.go, 1, memory_order_release);
-  if (caller_frees) tinyfree(race.p);
-  for (unsigned k = 0; k < helpers; k++)
-    pthread_join(t[k], NULL);
+  unsigned before = p ? atomic_load(&raced_reports[known]) : 0;
+  if (p) atomic_fetch_add(&raced_races[known], frees - 1);
+  atomic_store_explicit(&race->p, p, memory_order_relaxed);
+  atomic_store_explicit(&race->round, (int)k, memory_order_release);
+  if (caller_frees && p) tinyfree(p);
+  wait_count(&race->done, (int)(k * helpers));
+  if (p == NULL) return;
   unsigned reported = atomic_load(&raced_reports[known]) - before;
+  /* A large block's free claims it with one exchange: exactly one free
+   * wins, every other one is reported at once. (Detection mode: usable
+   * sizes are requested sizes, a block over 1 MiB may be medium.) */
+  TMF_REQUIRE(usable <= TMF_MEDIUM_MAX || tmf_detect_ever_used() || reported == frees - 1,
+              "race_free: %u frees of the large block %p (usable %zu) at once, %u reported, expected %u", frees, p,
+              usable, reported, frees - 1);
   /* Fewer reports than extra frees: the allocator accepted two frees of one
-   * block (the documented window). Its counters may then be one short; it
-   * must still never hand the block out twice (the shadow map sees that). */
+   * block (the documented window of small blocks). Its counters may then be
+   * one short; it must still never hand the block out twice (the shadow
+   * map sees that). */
   if (reported < frees - 1) {
     pthread_mutex_lock(&ctx.lock);
     ctx.slack += frees - 1 - reported;
@@ -417,25 +426,44 @@ static void op_race_free(tmf_reader_t *r)
   unsigned helpers = 1 + ((mode >> 1) & 1);
   if (helpers + caller_frees < 2) helpers = 2;
   /* bit 2: the race is run again on fresh blocks of the same size (a window
-   * of a few instructions needs many tries). */
+   * of a few instructions needs many tries); large blocks (cheap to get
+   * again from the large cache) 4 times as often. */
   unsigned again = (mode & 4) ? 1 + (mode >> 3) % 32 : 0;
+  if (again && b.usable > TMF_MEDIUM_MAX) again *= 4;
+  race_t race;
+  atomic_init(&race.p, NULL);
+  atomic_init(&race.round, 0);
+  atomic_init(&race.ready, 0);
+  atomic_init(&race.done, 0);
+  race.rounds = 1 + again;
   pthread_rwlock_wrlock(&gate);
   /* Junk off while the frees race: the loser of the documented window may
    * fill a block the winner already gave back (an ASan build reports that
    * write); what matters is what happens to the block afterwards. */
   long junk = tinymalloc_option_get("junk");
   if (junk > 0) tinymalloc_option_set("junk", 0);
-  race_one((void *)b.addr, known, helpers, caller_frees);
-  for (unsigned k = 0; k < again; k++) {
-    void *p = tinymalloc(b.requested);
-    TMF_REQUIRE(p != NULL, "race_free: malloc(%zu) returned NULL", b.requested);
-    int i = raced_register((uintptr_t)p);
-    if (i < 0) {
-      tinyfree(p);
-      break;
+  pthread_t t[2];
+  for (unsigned k = 0; k < helpers; k++)
+    start_thread(&t[k], race_helper, &race);
+  wait_count(&race.ready, (int)helpers);
+  race_round(&race, 1, (void *)b.addr, known, helpers, caller_frees, b.usable);
+  for (unsigned k = 2; k <= race.rounds; k++) {
+    void *p = NULL;
+    int i = -1;
+    if (known >= 0) {
+      p = tinymalloc(b.requested);
+      TMF_REQUIRE(p != NULL, "race_free: malloc(%zu) returned NULL", b.requested);
+      i = raced_register((uintptr_t)p);
+      if (i < 0) {
+        tinyfree(p);
+        p = NULL;
+        known = -1; /* the table is full: the helpers only count the rounds left */
+      }
     }
-    race_one(p, i, helpers, caller_frees);
+    race_round(&race, k, p, i, helpers, caller_frees, p ? tinymalloc_usable_size(p) : 0);
   }
+  for (unsigned k = 0; k < helpers; k++)
+    pthread_join(t[k], NULL);
   if (junk > 0) tinymalloc_option_set("junk", junk);
   pthread_rwlock_unlock(&gate);
 }
@@ -573,11 +601,174 @@ static void *resize_helper(void *arg)
   return NULL;
 }
 
+/* The gap race: round after round, the caller gets a medium block A of
+ * over 32 pages and grows it in place by a few pages while, at the same
+ * instant, a helper asks for a run of over 32 pages; neither is ever in a
+ * heap's cache, so the first fit puts A where it was the round before and
+ * the helper's run right after it when nothing lower fits: whichever takes
+ * the pages first under the arena lock must see the other's. One of the
+ * two starts a little later each round (0 to 8 steps of 16 spins), to sweep
+ * the helper's allocation across the caller's growth. Both blocks are in
+ * the shadow map before either is freed: a page handed to both overlaps. */
+typedef struct gap_race_s {
+  unsigned slot, rounds;
+  size_t a, grown, x;
+  atomic_int round, grown_round, done;
+} gap_race_t;
+
+/* Spins before the racing call of round k: the helper's allocation starts
+ * 0 to 7 steps after the caller's growth, then the growth 1 to 8 steps
+ * after the allocation. */
+static unsigned gap_delay(unsigned k, bool caller)
+{
+  unsigned d = k % 16;
+  if (caller) return d >= 8 ? 16 * (d - 7) : 0;
+  return d < 8 ? 16 * d : 0;
+}
+
+static void *gap_helper(void *arg)
+{
+  gap_race_t *g = arg;
+  unsigned slot = (g->slot + 1) % TMF_SLOTS;
+  for (unsigned k = 1; k <= g->rounds; k++) {
+    wait_count(&g->round, (int)k);
+    for (volatile unsigned i = 0; i < gap_delay(k, false); i++) {
+    }
+    alloc_slot(slot, g->x);
+    wait_count(&g->grown_round, (int)k);
+    tmf_block_t b;
+    if (tmf_ops_take(&ctx, slot, &b)) tmf_ops_release(&b);
+    atomic_store_explicit(&g->done, (int)k, memory_order_release);
+  }
+  return NULL;
+}
+
+static void gap_race(unsigned slot, uint8_t mode, size_t size)
+{
+  gap_race_t g;
+  g.slot = slot;
+  g.rounds = 16 * (1 + (mode >> 4) % 16);
+  /* Over 32 pages: neither block goes to a heap's cache when freed, so each
+   * round starts from the same page map (the first fit puts the block where
+   * the previous round's was). */
+  g.a = (size_t)(33 + (size >> 12) % 28) << 12; /* 33 to 60 pages */
+  g.grown = g.a + ((size_t)(1 + size % 8) << 12);
+  g.x = (size_t)(33 + 4 * ((mode >> 2) & 3)) << 12;
+  atomic_init(&g.round, 0);
+  atomic_init(&g.grown_round, 0);
+  atomic_init(&g.done, 0);
+  if (!tmf_ops_budget(&ctx, g.grown + g.x, 2, 0)) return;
+  pthread_t t;
+  start_thread(&t, gap_helper, &g);
+  tmf_block_t b;
+  for (unsigned k = 1; k <= g.rounds; k++) {
+    alloc_slot(slot, g.a);
+    /* Another stream may have taken the slot meanwhile: the round then
+     * races nothing, the helper still takes its turn. */
+    bool have = tmf_ops_take(&ctx, slot, &b);
+    if (have) tmf_pattern_check((const unsigned char *)b.addr, b.usable, b.id, 0, b.usable, "realloc (before)");
+    atomic_store_explicit(&g.round, (int)k, memory_order_release);
+    for (volatile unsigned i = 0; i < gap_delay(k, true); i++) {
+    }
+    if (have) {
+      unsigned char *p = tinyrealloc((void *)b.addr, g.grown);
+      TMF_REQUIRE(p != NULL, "realloc(%p, %zu) returned NULL", (void *)b.addr, g.grown);
+      tmf_pattern_check(p, b.usable, b.id, 0, b.usable < g.grown ? b.usable : g.grown, "realloc (preserved prefix)");
+      tmf_block_t grown = tmf_block_adopt(p, g.grown, 16, b.id, false);
+      tmf_ops_put(&ctx, slot, &grown);
+    }
+    atomic_store_explicit(&g.grown_round, (int)k, memory_order_release);
+    wait_count(&g.done, (int)k);
+    if (tmf_ops_take(&ctx, slot, &b)) tmf_ops_release(&b);
+  }
+  pthread_join(t, NULL);
+}
+
+/* The map race: round after round, the caller gets a 6-13 MiB large block
+ * and shrinks it to about 1 MiB (the tail's whole segments stop being ours,
+ * then go back to the kernel) while, from the same instant on (offset by a
+ * sweep of spins), a helper asks for a 3-6 MiB block, bigger each round
+ * than what the large cache holds for it most of the time, so that the
+ * kernel places a mapping (where the tail was, when that is the highest gap
+ * that fits). The helper's block must stay ours: its free is checked like
+ * any other (a block marked freed under it is reported as a double free).
+ * Then the caller grows its block back (in place, or moved when the tail is
+ * taken) while the helper frees its own. */
+typedef struct map_race_s {
+  unsigned slot, rounds;
+  size_t a;
+  atomic_int round, shrunk_round, done;
+} map_race_t;
+
+static void *map_helper(void *arg)
+{
+  map_race_t *m = arg;
+  unsigned slot = (m->slot + 1) % TMF_SLOTS;
+  for (unsigned k = 1; k <= m->rounds; k++) {
+    wait_count(&m->round, (int)k);
+    /* 0 to 65535 spins, doubling round by round: the caller's shrink
+     * returns the tail to the kernel only after its lookup, its lock and
+     * (in a tracked build) its tool hooks */
+    for (volatile unsigned i = 0; i < (1u << (k % 17)) - 1; i++) {
+    }
+    alloc_slot(slot, ((size_t)(3 + k % 4) << 20) + 4096 * (k % 6));
+    wait_count(&m->shrunk_round, (int)k);
+    tmf_block_t b;
+    if (tmf_ops_take(&ctx, slot, &b)) tmf_ops_release(&b);
+    atomic_store_explicit(&m->done, (int)k, memory_order_release);
+  }
+  return NULL;
+}
+
+static void map_race(unsigned slot, uint8_t mode, size_t size)
+{
+  map_race_t m;
+  m.slot = slot;
+  m.rounds = 17 * (1 + (mode >> 5)); /* the sweep, 1 to 8 times */
+  m.a = ((size_t)(6 + (mode >> 1) % 8) << 20) + size % 4096;
+  atomic_init(&m.round, 0);
+  atomic_init(&m.shrunk_round, 0);
+  atomic_init(&m.done, 0);
+  if (!tmf_ops_budget(&ctx, TMF_BIG_BYTES_PER_RUN / 2, 1, 0)) return;
+  pthread_t t;
+  start_thread(&t, map_helper, &m);
+  tmf_block_t b;
+  for (unsigned k = 1; k <= m.rounds; k++) {
+    alloc_slot(slot, m.a);
+    bool have = tmf_ops_take(&ctx, slot, &b); /* see gap_race */
+    if (have) tmf_pattern_check((const unsigned char *)b.addr, b.usable, b.id, 0, b.usable, "realloc (before)");
+    size_t n = ((size_t)1 << 20) + 8192 + 4096 * (k % 6);
+    atomic_store_explicit(&m.round, (int)k, memory_order_release);
+    if (have) {
+      unsigned char *p = tinyrealloc((void *)b.addr, n);
+      TMF_REQUIRE(p != NULL, "realloc(%p, %zu) returned NULL", (void *)b.addr, n);
+      tmf_pattern_check(p, b.usable, b.id, 0, n, "realloc (preserved prefix)");
+      tmf_block_t shrunk = tmf_block_adopt(p, n, 16, b.id, false);
+      tmf_ops_put(&ctx, slot, &shrunk);
+    }
+    atomic_store_explicit(&m.shrunk_round, (int)k, memory_order_release);
+    /* and grows again (moved when the helper's block took the tail) while
+     * the helper frees its block */
+    realloc_slot(slot, m.a);
+    wait_count(&m.done, (int)k);
+    if (tmf_ops_take(&ctx, slot, &b)) tmf_ops_release(&b);
+  }
+  pthread_join(t, NULL);
+}
+
 static void op_resize_race(tmf_reader_t *r)
 {
   unsigned slot = tmf_read_u8(r) % TMF_SLOTS;
   uint8_t mode = tmf_read_u8(r);
   size_t size = tmf_read_size(r);
+  if ((mode & 3) == 2) { /* medium, bit 1: the gap race */
+    gap_race(slot, mode, size);
+    return;
+  }
+  if ((mode & 17) == 17) { /* large, bit 4: the map race */
+    map_race(slot, mode, size);
+    return;
+  }
   resize_t rs;
   rs.slot = slot;
   rs.large = mode & 1;
@@ -587,7 +778,10 @@ static void op_resize_race(tmf_reader_t *r)
    * for that */
   rs.rounds = rs.large ? 6 : 6 * (1 + (mode >> 4) % 16);
   atomic_init(&rs.go, 0);
-  if (!tmf_ops_budget(&ctx, rs.size, rs.large ? 4 : 3, 0)) return;
+  /* A large episode counts as half a run's allowance of medium and large
+   * bytes: its 6-13 MiB alone are over it, its mappings are mostly left
+   * untouched (sparse canaries). */
+  if (!(rs.large ? tmf_ops_budget(&ctx, TMF_BIG_BYTES_PER_RUN / 2, 1, 0) : tmf_ops_budget(&ctx, rs.size, 3, 0))) return;
   alloc_slot(slot, rs.size);
   if (!rs.large) {
     alloc_slot((slot + 1) % TMF_SLOTS, rs.size / 2);

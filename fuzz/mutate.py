@@ -24,7 +24,7 @@ original) is for a person to judge.
 
 Usage: fuzz/mutate.py [--count N] [--seed S] [--fuzz-time SEC] [--jobs J]
                       [--harness NAME]... [--out DIR] [--list] [--range A:B]
-                      [--core-from REV]
+                      [--core-from REV] [--sample-from REV] [--only M,N,...]
 Nothing outside --out (default build/fuzz-mutants) is written; src/ is read
 once, at the start (a snapshot), and never changed.
 """
@@ -190,6 +190,28 @@ def sites_in(path, rel):
             continue
         sites.append((rel, i, offsets[i], lines[i], "", "dropped statement"))
     return sites
+
+
+def carry_site(site, sample_root, target_root):
+    """The same mutation on another version of the core: the sampled line
+    (same text, nearest to its old place) in the same file of target_root,
+    the operator or constant at the same column. None when that line is gone."""
+    rel, line, pos, old, new, kind = site
+    old_lines = open(os.path.join(sample_root, rel)).read().split("\n")
+    target = os.path.join(target_root, rel)
+    if not os.path.exists(target):
+        return None
+    lines = open(target).read().split("\n")
+    text = old_lines[line]
+    matches = [i for i, l in enumerate(lines) if l == text]
+    if not matches:
+        return None
+    i = min(matches, key=lambda k: abs(k - line))
+    offsets = [0]
+    for l in lines:
+        offsets.append(offsets[-1] + len(l) + 1)
+    column = pos - sum(len(l) + 1 for l in old_lines[:line])
+    return (rel, i, offsets[i] + column, old, new, kind)
 
 
 def apply_site(text, site):
@@ -432,6 +454,10 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the trees and binaries of survivors")
     ap.add_argument("--list", action="store_true", help="only list the sampled mutants")
     ap.add_argument("--core-from", help="take src/ and include/ from commit REV, not the working tree")
+    ap.add_argument("--sample-from", help="draw the sample (and its ids) from the core of commit REV, then hunt the "
+                                          "same mutations on the core hunted (the same line text, nearest to its "
+                                          "old place; a mutant whose line is gone is listed and skipped)")
+    ap.add_argument("--only", help="M,N,...: hunt only these sample ids (e.g. 9,16,49)")
     ap.add_argument("--range", help="A:B: hunt only the sampled mutants A to B-1 (the sample is the same: split "
                                     "one sample across processes)")
     args = ap.parse_args()
@@ -454,10 +480,18 @@ def main():
         shutil.copytree(os.path.join(ROOT, "src"), os.path.join(snapshot, "src"))
         shutil.copytree(os.path.join(ROOT, "include"), os.path.join(snapshot, "include"))
 
+    sample_root = snapshot
+    if args.sample_from:  # the ids of a sample drawn on an older core
+        sample_root = os.path.join(args.out, "sample-core")
+        shutil.rmtree(sample_root, ignore_errors=True)
+        os.makedirs(sample_root)
+        archive = subprocess.run(["git", "-C", ROOT, "archive", args.sample_from, "src", "include"], check=True,
+                                 stdout=subprocess.PIPE).stdout
+        subprocess.run(["tar", "-x", "-C", sample_root], input=archive, check=True)
     sites = []
-    for f in sorted(os.listdir(os.path.join(snapshot, "src"))):
+    for f in sorted(os.listdir(os.path.join(sample_root, "src"))):
         if (f.endswith(".c") or f.endswith(".h")) and f not in SKIP_FILES:
-            sites += sites_in(os.path.join(snapshot, "src", f), "src/" + f)
+            sites += sites_in(os.path.join(sample_root, "src", f), "src/" + f)
     kinds = sorted(set(s[5] for s in sites))
     rng = random.Random(args.seed)
     # The same number of candidates of each kind (a file of many constants
@@ -470,8 +504,20 @@ def main():
     log("%d mutation sites in %d files of src/ (%s); %d sampled with seed %d" % (
         len(sites), len(set(s[0] for s in sites)), ", ".join("%s %d" % (k, sum(1 for s in sites if s[5] == k))
                                                             for k in kinds), len(sample), args.seed))
+    if args.sample_from:
+        carried = []
+        for i, site in enumerate(sample):
+            c = carry_site(site, sample_root, snapshot)
+            if c is None:
+                log("m%03d %s:%d: the line is gone from the core hunted: skipped" % (i, site[0], site[1] + 1))
+            elif c[1] != site[1]:
+                log("m%03d %s:%d is line %d of the core hunted" % (i, site[0], site[1] + 1, c[1] + 1))
+            carried.append(c)
+        sample = carried
     if args.list:
         for i, s in enumerate(sample):
+            if s is None:
+                continue
             print("m%03d %s:%d %s: %r -> %r" % (i, s[0], s[1] + 1, s[5], s[3].strip(), s[4]))
         return 0
 
@@ -483,7 +529,9 @@ def main():
     results = []
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as ex:
         lo, hi = (int(x) for x in args.range.split(":")) if args.range else (0, len(sample))
-        futures = {ex.submit(hunt, builder, args, i, s, snapshot): i for i, s in enumerate(sample) if lo <= i < hi}
+        only = set(int(x) for x in args.only.split(",")) if args.only else None
+        futures = {ex.submit(hunt, builder, args, i, s, snapshot): i for i, s in enumerate(sample)
+                   if lo <= i < hi and s is not None and (only is None or i in only)}
         for fut in concurrent.futures.as_completed(futures):
             r = fut.result()
             s = r["site"]

@@ -22,6 +22,9 @@
 #define TMF_BULK_PER_RUN      ((size_t)2048)
 /* A trim returns every free page: the ops after it fault them in again. */
 #define TMF_TRIMS_PER_RUN 2
+/* A block whose usable size is above this is a large block (a mapping of
+ * its own): the largest medium run is 1 MiB. */
+#define TMF_MEDIUM_MAX ((size_t)1 << 20)
 
 enum tmf_opcode_e {
   TMF_OP_MALLOC = 0,

@@ -18,7 +18,7 @@
 # TSan replay with "Detect: tsan" (data races on the cross-thread path).
 # "Expect: rare" marks a race whose window is a few instructions: not
 # catching it within the bound is reported (RARELY CAUGHT) but does not fail
-# the run; catching it must still reproduce.
+# the run; catching it must still reproduce (20 tries instead of 5).
 # "Harness: lifecycle" means fuzz/lifecycle_test (calls before initialisation
 # and the other cases no fuzz harness can drive), built against the patched
 # core and run as it is, in both modes.
@@ -174,9 +174,18 @@ first_report() {
 }
 
 # Replays each file alone (up to `tries` times: a data race needs the right
-# interleaving); prints the first that fails.
+# interleaving); prints the first that fails. With a 4th argument, that file
+# (the one the replay log names) is tried first, up to `first_tries` times.
 first_failing_input() {
-  local bin=$1 dir=$2 tries=${3:-1} f t
+  local bin=$1 dir=$2 tries=${3:-1} first=${4:-} first_tries=${5:-1} f t
+  if [ -n "$first" ] && [ -f "$first" ]; then
+    for ((t = 0; t < first_tries; t++)); do
+      if ! timeout 60 "$bin" "$first" >/dev/null 2>&1; then
+        echo "$first"
+        return 0
+      fi
+    done
+  fi
   for f in "$dir"/*; do
     for ((t = 0; t < tries; t++)); do
       if ! timeout 60 "$bin" "$f" >/dev/null 2>&1; then
@@ -261,7 +270,12 @@ for patch in "${patches[@]}"; do
       caught="corpus replay"
       elapsed=$(($(now_ms) - t0))
       reason=$(first_report "$dir/replay.log")
-      input=$(first_failing_input "$dir/replay" "$corpus") && repro=yes || repro=no
+      # A rare race replays its interleaving a few times in 20 at best:
+      # the input the log names gets 20 tries.
+      named=$(sed -nE 's/.* while replaying (.*)$/\1/p' "$dir/replay.log" | head -n 1)
+      first_tries=1
+      [ "$expect" = rare ] && first_tries=20
+      input=$(first_failing_input "$dir/replay" "$corpus" 1 "$named" "$first_tries") && repro=yes || repro=no
     fi
   fi
 
@@ -296,6 +310,7 @@ for patch in "${patches[@]}"; do
       # multi-threaded harnesses.
       tries=1
       case $harness in threads | fork) tries=5 ;; esac
+      [ "$expect" = rare ] && tries=20
       repro=no
       : >"$dir/repro.log"
       for ((t = 0; t < tries; t++)); do
