@@ -240,36 +240,6 @@ static int compare_addresses(const void *a, const void *b)
   return x < y ? -1 : x > y;
 }
 
-/* tinymalloc_check() in the child of a fork taken while other threads ran,
- * less the violations that state is known to give: a thread that was inside
- * tm_large_alloc between linking its block and marking the segment map
- * leaves a live block (nobody's, in the child) that check calls "large
- * block not in the segment map" (a core finding: docs/fuzzing.md). Its
- * report lines are read back from a memfd that stands in for stderr while
- * check runs, and passed on to stderr. */
-static int child_check_after_threads(void)
-{
-  int fd = memfd_create("tmf-check", 0);
-  int saved = dup(2);
-  if (fd < 0 || saved < 0) return tinymalloc_check(); /* nothing known is discounted */
-  dup2(fd, 2);
-  int violations = tinymalloc_check();
-  dup2(saved, 2);
-  close(saved);
-  char text[16384];
-  ssize_t n = pread(fd, text, sizeof text - 1, 0);
-  close(fd);
-  if (n <= 0) return violations;
-  text[n] = '\0';
-  ssize_t ignored = write(2, text, (size_t)n);
-  (void)ignored;
-  static const char known_line[] = "tinymalloc: check: large block not in the segment map ";
-  int known = 0;
-  for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
-    if (strncmp(line, known_line, sizeof known_line - 1) == 0) known++;
-  return violations - known;
-}
-
 static void child_thread_team(size_t size)
 {
   static team_t team; /* the child's own copy */
@@ -299,7 +269,10 @@ static void child_thread_team(size_t size)
   TMF_REQUIRE(after.live_blocks == before.live_blocks,
               "fork child: %zu blocks live after its threads freed theirs, %zu before", after.live_blocks,
               before.live_blocks);
-  int violations = child_check_after_threads();
+  /* A fork taken while another thread was publishing a large block left
+   * it out of the child's segment map until the core's fork handler marked
+   * such blocks (found by this check; fuzz/findings/README.md). */
+  int violations = tinymalloc_check();
   TMF_REQUIRE(violations == 0, "fork child: tinymalloc_check found %d violations after its threads ran", violations);
 }
 

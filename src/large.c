@@ -302,7 +302,16 @@ void tm_large_fork_child(tm_arena_t *arena, const tm_heap_t *me)
   const tm_quarantine_t *q = me ? me->quarantine : NULL;
   for (tm_large_t *large = arena->large, *next; large; large = next) {
     next = large->next;
-    if (atomic_load_explicit(&large->live, memory_order_relaxed)) continue;
+    if (atomic_load_explicit(&large->live, memory_order_relaxed)) {
+      /* A thread was between linking a new block and marking the segment
+       * map (tm_large_publish) when the fork came: marked now. A vanished
+       * thread's block stays live (nobody's: a leak in the child, like
+       * every block it held); this thread's, interrupted by a handler that
+       * forked, is marked again (the same marks) when it goes on. */
+      if (tm_segmap_kind((uintptr_t)large) != TM_SEG_LARGE_HEAD)
+        tm_segmap_set((uintptr_t)large, large->map_size, TM_SEG_LARGE_HEAD, TM_SEG_LARGE_BODY);
+      continue;
+    }
     bool mine = false;
     for (size_t i = 0; q && i < q->count && !mine; i++)
       mine = q->entry[(q->head + i) % q->capacity].p == tm_large_user(large);

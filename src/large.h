@@ -37,7 +37,8 @@ void *tm_large_resize(tm_large_t *large, size_t need, bool may_move, size_t *usa
 void *tm_large_resize_guarded(tm_large_t *large, size_t size, size_t *usable) TM_HIDDEN;
 
 /* Fork child, no other thread: freed large blocks still listed that wait in
- * no quarantine of `me` (vanished threads' quarantines) are released. */
+ * no quarantine of `me` (vanished threads' quarantines) are released; live
+ * ones a thread had not yet marked in the segment map are marked. */
 void tm_large_fork_child(tm_arena_t *arena, const tm_heap_t *me) TM_HIDDEN;
 /* Arena lock held: unlinks the cached mappings older than `tick` - 1 (all of
  * them when `all`), returns them as a list for tm_large_unmap_list. */
