@@ -39,8 +39,8 @@ static void overflow_calloc(size_t n, size_t k)
   free(p);
 }
 
-/* The block shrinks by realloc (in this mode, realloc moves every block):
- * the canary follows the new size. */
+/* The block shrinks by realloc (100 to 10 bytes: below half its class, so
+ * it moves to a smaller one): the canary follows the new size. */
 static void overflow_after_shrink(size_t n, size_t k)
 {
   char *p = realloc(malloc(100), n);
