@@ -82,8 +82,8 @@ static void tm_check_slab(tm_check_t *chk, tm_segment_t *seg, size_t slot, tm_sl
   if (allocated != slab->used) tm_violation(chk, "slab used count differs from its bitmap", start, slab->used);
 }
 
-static void tm_check_segment(tm_check_t *chk, tm_arena_t *arena, tm_segment_t *seg, size_t *runs_bytes,
-                             size_t *runs, size_t *cached_runs)
+static void tm_check_segment(tm_check_t *chk, tm_arena_t *arena, tm_segment_t *seg, size_t *runs_bytes, size_t *runs,
+                             size_t *cached_runs)
 {
   uint64_t run_start[TM_PAGE_WORDS], cached[TM_PAGE_WORDS];
   for (size_t w = 0; w < TM_PAGE_WORDS; w++) {
@@ -170,7 +170,8 @@ static void tm_check_arena(tm_check_t *chk, tm_arena_t *arena, size_t *cached_ru
   for (tm_large_t *l = arena->large; l; l = l->next) {
     large++;
     large_bytes += l->usable;
-    if (tm_segmap_kind((uintptr_t)l) != TM_SEG_LARGE_HEAD) tm_violation(chk, "large block not in the segment map", l, 0);
+    if (tm_segmap_kind((uintptr_t)l) != TM_SEG_LARGE_HEAD)
+      tm_violation(chk, "large block not in the segment map", l, 0);
     if (l->magic != TM_LARGE_MAGIC || l->arena != arena) tm_violation(chk, "large block header corrupt", l, 0);
     /* Freed but still listed: it waits in a quarantine (detection mode). */
     if (!atomic_load_explicit(&l->live, memory_order_relaxed)) {

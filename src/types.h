@@ -70,8 +70,8 @@ typedef struct tm_slab_s {
   uint8_t words; /* bitmap words in use: ceil(capacity / 64) */
   _Atomic(struct tm_heap_s *) owner;
   struct tm_slab_s *next, *prev; /* the owner's partial/full list, or the arena's abandoned list */
-  _Atomic uint32_t high; /* words ever allocated from: blocks are taken lowest first, so a block
-                            in a word at or past this was never handed out (reports) */
+  _Atomic uint32_t high;         /* words ever allocated from: blocks are taken lowest first, so a block
+                                    in a word at or past this was never handed out (reports) */
   /* remote line */
   _Atomic uint32_t notify __attribute__((aligned(64)));
   uint32_t last_block_size; /* block size before the slot was released (reports) */
@@ -123,7 +123,7 @@ typedef struct tm_segment_s {
   uint32_t used_pages;
   uint32_t slab_count;
   uint32_t medium_count;
-  uint32_t free_hint; /* no free page below it */
+  uint32_t free_hint;   /* no free page below it */
   uint32_t empty_ticks; /* purge ticks seen while empty */
   uint64_t page_used[TM_PAGE_WORDS];
   _Atomic uint64_t run_start[TM_PAGE_WORDS];
@@ -137,7 +137,7 @@ typedef struct tm_segment_s {
   tm_slab_t slabs[TM_SLOTS] __attribute__((aligned(TM_SLAB_DESC_SIZE)));
 } tm_segment_t;
 
-#define TM_META_PAGES ((sizeof(tm_segment_t) + TM_PAGE_SIZE - 1) / TM_PAGE_SIZE)
+#define TM_META_PAGES   ((sizeof(tm_segment_t) + TM_PAGE_SIZE - 1) / TM_PAGE_SIZE)
 #define TM_SLABS_OFFSET ((uintptr_t)offsetof(tm_segment_t, slabs))
 /* The first slot whose pages are all past the header. */
 #define TM_FIRST_SLAB_SLOT ((TM_META_PAGES + TM_SLAB_PAGES - 1) / TM_SLAB_PAGES)
@@ -195,13 +195,13 @@ typedef struct tm_heap_s {
   void *medium_cache[TM_MEDIUM_CACHE_PAGES][TM_MEDIUM_CACHE_DEPTH];
   uint8_t medium_cache_count[TM_MEDIUM_CACHE_PAGES];
   _Atomic size_t medium_cached_runs, medium_cached_bytes; /* owner-written, read by statistics */
-  _Atomic size_t medium_reuses;                            /* allocations served by the cache */
+  _Atomic size_t medium_reuses;                           /* allocations served by the cache */
   struct tm_arena_s *arena;
   uint32_t empty_kept;
   bool alive;
-  struct tm_heap_s *next_all;  /* registry of every heap (pool lock) */
-  struct tm_heap_s *next_free; /* pool free list (pool lock) */
-  struct tm_quarantine_s *quarantine; /* detection mode: blocks freed by this thread, waiting */
+  struct tm_heap_s *next_all;                          /* registry of every heap (pool lock) */
+  struct tm_heap_s *next_free;                         /* pool free list (pool lock) */
+  struct tm_quarantine_s *quarantine;                  /* detection mode: blocks freed by this thread, waiting */
   _Atomic size_t quarantined[2], quarantined_bytes[2]; /* medium [0] and large [1] ones among them */
   _Atomic(tm_slab_t *) pending __attribute__((aligned(64)));
   _Atomic uint32_t remote_epoch;
