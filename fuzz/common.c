@@ -497,9 +497,11 @@ static void for_canaries(unsigned char *p, size_t usable, uint64_t seed, size_t 
   size_t off = page_word_offset(seed);
   size_t first_page = from / TMF_CANARY_PAGE;
   bool sparse = usable > TMF_CANARY_SPARSE_ABOVE;
+  size_t stride = TMF_CANARY_SPARSE_STRIDE;
+  while (usable / stride > TMF_CANARY_SPARSE_PAGES)
+    stride *= 2;
   for (size_t page = first_page * TMF_CANARY_PAGE; page < to && page < tail; page += TMF_CANARY_PAGE) {
-    if (sparse && page >= TMF_CANARY_DENSE_EDGE && page + TMF_CANARY_DENSE_EDGE < usable &&
-        page % TMF_CANARY_SPARSE_STRIDE != 0)
+    if (sparse && page >= TMF_CANARY_DENSE_EDGE && page + TMF_CANARY_DENSE_EDGE < usable && page % stride != 0)
       continue;
     size_t w = page + off;
     if (w >= TMF_CANARY_EDGE && w + 8 <= tail) clip_call(p, seed, w, w + 8, from, to, fn, ctx);

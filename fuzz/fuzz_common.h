@@ -86,13 +86,17 @@ size_t tmf_read_alignment(tmf_reader_t *r);
  * TMF_CANARY_SPARSE_ABOVE (most of a medium or large block's pages are
  * fresh: a page fault each on first touch) keep a word in every page of
  * their first and last TMF_CANARY_DENSE_EDGE bytes and in every
- * TMF_CANARY_SPARSE_STRIDE-th page between. */
+ * TMF_CANARY_SPARSE_STRIDE-th page between, a stride that doubles for
+ * blocks over TMF_CANARY_SPARSE_PAGES strides until they have at most that
+ * many such pages (a large block is one mapping: what can go wrong in its
+ * middle goes wrong by the page run, at the edges by the byte). */
 #define TMF_CANARY_WHOLE         ((size_t)256)
 #define TMF_CANARY_EDGE          ((size_t)64)
 #define TMF_CANARY_PAGE          ((size_t)4096)
 #define TMF_CANARY_SPARSE_ABOVE  ((size_t)64 << 10)
 #define TMF_CANARY_DENSE_EDGE    ((size_t)32 << 10)
 #define TMF_CANARY_SPARSE_STRIDE ((size_t)64 << 10)
+#define TMF_CANARY_SPARSE_PAGES  16
 
 /* Writes the pattern of block `id` at its canary positions within [from, to). */
 void tmf_pattern_fill(unsigned char *p, size_t usable, uint64_t id, size_t from, size_t to);
