@@ -133,6 +133,19 @@ static int64_t now_us(void)
   return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* Pauses a waiting thread spins before it yields: set once per run, before
+ * any thread starts. With one CPU to run on (a fuzzer pinned to a core),
+ * none: the thread it waits for cannot run while it spins, so two threads
+ * meet soonest by yielding at once, and a race there is a matter of where
+ * the scheduler preempts them. */
+static unsigned spin_limit;
+
+static void spin_limit_init(void)
+{
+  cpu_set_t cpus;
+  spin_limit = sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) < 2 ? 0 : 4096;
+}
+
 /* Waits until *flag is set: spinning first (the point is to start at the
  * same instant as the thread that sets it), then yielding (on a loaded
  * machine that thread may not be running: spinning would only burn its
@@ -140,7 +153,7 @@ static int64_t now_us(void)
 static void wait_flag(atomic_int *flag)
 {
   for (unsigned n = 0; !atomic_load_explicit(flag, memory_order_acquire); n++) {
-    if (n < 4096)
+    if (n < spin_limit)
       spin_pause();
     else
       sched_yield();
@@ -151,16 +164,24 @@ static void wait_flag(atomic_int *flag)
 static void wait_count(atomic_int *count, int target)
 {
   for (unsigned n = 0; atomic_load_explicit(count, memory_order_acquire) < target; n++) {
-    if (n < 4096)
+    if (n < spin_limit)
       spin_pause();
     else
       sched_yield();
   }
 }
 
+/* Threads get 1 MiB stacks (the harness needs a few KiB): with the 8 MiB
+ * default the dozen threads of a contend op are more than glibc keeps in
+ * its stack cache, and each one then maps and faults in a fresh stack and
+ * its ASan shadow. */
 static void start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
 {
-  TMF_REQUIRE(pthread_create(t, NULL, fn, arg) == 0, "pthread_create failed");
+  pthread_attr_t attr;
+  TMF_REQUIRE(pthread_attr_init(&attr) == 0 && pthread_attr_setstacksize(&attr, (size_t)1 << 20) == 0,
+              "pthread_attr_setstacksize failed");
+  TMF_REQUIRE(pthread_create(t, &attr, fn, arg) == 0, "pthread_create failed");
+  pthread_attr_destroy(&attr);
 }
 
 /* ---- contend: producers and consumers through lock-free slots ------------ */
@@ -309,7 +330,7 @@ static void op_contend(tmf_reader_t *r)
   pthread_mutex_lock(&busy);
   memset(&c, 0, sizeof c);
   c.producers = 1 + (shape & 1);
-  c.consumers = 1 + ((shape >> 1) & 7);
+  c.consumers = 1 + ((shape >> 1) & 3); /* with the producers, up to 6 threads: more only queue for 2 cores */
   c.nslots = 4u << ((shape >> 4) & 3);
   c.owner_frees = shape & 0x40;
   c.consumer_reallocs = shape & 0x80;
@@ -556,10 +577,12 @@ typedef struct resize_s {
   atomic_int go;
 } resize_t;
 
-static void realloc_slot(unsigned slot, size_t size)
+/* Resizes the slot's block; returns its new address, 0 if the slot was
+ * empty (another stream took the block). */
+static uintptr_t realloc_slot(unsigned slot, size_t size)
 {
   tmf_block_t old;
-  if (!tmf_ops_take(&ctx, slot, &old)) return;
+  if (!tmf_ops_take(&ctx, slot, &old)) return 0;
   size_t kept = old.usable < size ? old.usable : size;
   size_t boundary = kept > TMF_CANARY_EDGE ? kept - TMF_CANARY_EDGE : 0;
   tmf_pattern_check((const unsigned char *)old.addr, old.usable, old.id, 0, old.usable, "realloc (before)");
@@ -570,6 +593,7 @@ static void realloc_slot(unsigned slot, size_t size)
   tmf_pattern_check_dense(p, old.id, boundary, kept, "realloc (end of the preserved prefix)");
   tmf_block_t b = tmf_block_adopt(p, size, 16, old.id, false);
   tmf_ops_put(&ctx, slot, &b);
+  return b.addr;
 }
 
 static void alloc_slot(unsigned slot, size_t size)
@@ -693,7 +717,9 @@ static void gap_race(unsigned slot, uint8_t mode, size_t size)
  * that fits). The helper's block must stay ours: its free is checked like
  * any other (a block marked freed under it is reported as a double free).
  * Then the caller grows its block back (in place, or moved when the tail is
- * taken) while the helper frees its own. */
+ * taken) while the helper frees its own, and the next round shrinks it
+ * again: one block for the whole episode, so a round costs one shrink and
+ * one growth of a mapping, not a fresh mapping's page faults too. */
 typedef struct map_race_s {
   unsigned slot, rounds;
   size_t a;
@@ -724,7 +750,7 @@ static void map_race(unsigned slot, uint8_t mode, size_t size)
 {
   map_race_t m;
   m.slot = slot;
-  m.rounds = 17 * (1 + (mode >> 5)); /* the sweep, 1 to 8 times */
+  m.rounds = 17 * (1 + (mode >> 6)); /* the sweep, 1 to 4 times */
   m.a = ((size_t)(6 + (mode >> 1) % 8) << 20) + size % 4096;
   atomic_init(&m.round, 0);
   atomic_init(&m.shrunk_round, 0);
@@ -733,9 +759,17 @@ static void map_race(unsigned slot, uint8_t mode, size_t size)
   pthread_t t;
   start_thread(&t, map_helper, &m);
   tmf_block_t b;
+  uintptr_t mine = 0; /* the block grown back in the round before */
   for (unsigned k = 1; k <= m.rounds; k++) {
-    alloc_slot(slot, m.a);
-    bool have = tmf_ops_take(&ctx, slot, &b); /* see gap_race */
+    /* A round starts from the block the round before grew back (in its
+     * mapping, or where the growth moved it): a fresh one only if another
+     * stream took the slot meanwhile (see gap_race). */
+    bool have = tmf_ops_take(&ctx, slot, &b);
+    if (!have || b.addr != mine) {
+      if (have) tmf_ops_put(&ctx, slot, &b);
+      alloc_slot(slot, m.a);
+      have = tmf_ops_take(&ctx, slot, &b);
+    }
     if (have) tmf_pattern_check((const unsigned char *)b.addr, b.usable, b.id, 0, b.usable, "realloc (before)");
     size_t n = ((size_t)1 << 20) + 8192 + 4096 * (k % 6);
     atomic_store_explicit(&m.round, (int)k, memory_order_release);
@@ -749,10 +783,10 @@ static void map_race(unsigned slot, uint8_t mode, size_t size)
     atomic_store_explicit(&m.shrunk_round, (int)k, memory_order_release);
     /* and grows again (moved when the helper's block took the tail) while
      * the helper frees its block */
-    realloc_slot(slot, m.a);
+    mine = realloc_slot(slot, m.a);
     wait_count(&m.done, (int)k);
-    if (tmf_ops_take(&ctx, slot, &b)) tmf_ops_release(&b);
   }
+  if (tmf_ops_take(&ctx, slot, &b)) tmf_ops_release(&b);
   pthread_join(t, NULL);
 }
 
@@ -801,16 +835,27 @@ static void op_resize_race(tmf_reader_t *r)
 
 /* ---- sync: line the wave's threads up ---------------------------------------- */
 
+/* The k-th sync of a thread waits for every thread of the wave to arrive
+ * at its k-th, except those that left the wave: their arrivals are counted
+ * in sync_gone (threads in the high half, their arrivals in the low half). */
 static atomic_uint sync_arrivals;
+static _Atomic uint64_t sync_gone;
 static unsigned sync_threads;
+
+static bool sync_waiting(unsigned k)
+{
+  uint64_t gone = atomic_load_explicit(&sync_gone, memory_order_acquire);
+  unsigned arrivals = atomic_load_explicit(&sync_arrivals, memory_order_acquire) - (unsigned)gone;
+  return arrivals < k * (sync_threads - (unsigned)(gone >> 32));
+}
 
 static void op_sync(unsigned *my_syncs)
 {
-  unsigned target = ++*my_syncs * sync_threads;
+  unsigned k = ++*my_syncs;
   atomic_fetch_add(&sync_arrivals, 1);
-  int64_t give_up = now_us() + 500; /* a thread that left early never arrives */
-  for (unsigned n = 0; atomic_load_explicit(&sync_arrivals, memory_order_acquire) < target; n++) {
-    if (n < 4096)
+  int64_t give_up = now_us() + 500; /* a thread busy with a long op */
+  for (unsigned n = 0; sync_waiting(k); n++) {
+    if (n < spin_limit)
       spin_pause();
     else
       sched_yield();
@@ -831,10 +876,18 @@ typedef struct worker_s {
   pthread_barrier_t *start;
 } worker_t;
 
+static void worker_run(worker_t *w, unsigned *syncs);
+
 static void *worker_main(void *arg)
 {
-  worker_t *w = arg;
   unsigned syncs = 0;
+  worker_run(arg, &syncs);
+  atomic_fetch_add_explicit(&sync_gone, ((uint64_t)1 << 32) | syncs, memory_order_release);
+  return NULL;
+}
+
+static void worker_run(worker_t *w, unsigned *syncs)
+{
   pthread_barrier_wait(w->start);
   for (unsigned c = 0; c < w->chunk_count; c++) {
     tmf_reader_t r;
@@ -861,7 +914,7 @@ static void *worker_main(void *arg)
         break;
       }
       case THREAD_EXIT:
-        return NULL; /* leave early: the thread's slabs outlive it */
+        return; /* leave early: the thread's slabs outlive it */
       case THREAD_CONTEND:
         op_contend(&r);
         break;
@@ -872,7 +925,7 @@ static void *worker_main(void *arg)
         op_late_free(&r);
         break;
       case THREAD_SYNC:
-        op_sync(&syncs);
+        op_sync(syncs);
         break;
       case THREAD_RESIZE_RACE:
         op_resize_race(&r);
@@ -885,7 +938,6 @@ static void *worker_main(void *arg)
       tmf_check_decoded(&r, op_start, opcode);
     }
   }
-  return NULL;
 }
 
 /* Splits data at every marker into at most TMF_MAX_CHUNKS chunks. */
@@ -907,6 +959,7 @@ static unsigned split_chunks(const uint8_t *data, size_t size, chunk_t *chunks)
 size_t tmf_harness_run_one(const uint8_t *data, size_t size)
 {
   pthread_once(&gate_once, gate_init);
+  spin_limit_init();
   tinymalloc_set_error_handler(threads_handler, NULL);
   if (size == 0) return 0;
   unsigned threads = 2 + data[0] % 3;
@@ -928,6 +981,7 @@ size_t tmf_harness_run_one(const uint8_t *data, size_t size)
     pthread_barrier_init(&start, NULL, threads);
     memset(workers, 0, sizeof workers);
     atomic_store(&sync_arrivals, 0);
+    atomic_store(&sync_gone, 0);
     sync_threads = threads;
     for (unsigned c = 0; c < chunk_count; c++) {
       if ((c / threads) % waves != wave) continue;
