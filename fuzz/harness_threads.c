@@ -335,7 +335,7 @@ static void op_contend(tmf_reader_t *r)
   c.owner_frees = shape & 0x40;
   c.consumer_reallocs = shape & 0x80;
   c.size = size;
-  c.rounds = 32u * (1 + iters % 32);
+  c.rounds = 16u * (1 + iters % 32);
   pthread_t threads[CONTEND_MAX_CONSUMERS + 1];
   contend_role_t roles[CONTEND_MAX_CONSUMERS + 2];
   unsigned n = 0;
