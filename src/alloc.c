@@ -126,7 +126,29 @@ static void *tm_alloc(size_t size, size_t alignment, bool zero)
   return tm_handed_out(p, size, usable, zero, clean, TM_OUT_LARGE);
 }
 
-TM_NOINLINE void *tm_malloc_slow(size_t size) { return tm_alloc(size, 0, false); }
+/* Detection mode's common malloc: a small request the thread's current slab
+ * has a block for (a quarantined block is still live there: never taken). */
+static TM_NOINLINE void *tm_malloc_detect(size_t size)
+{
+  tm_heap_t *heap = tm_thread_heap;
+  if (heap != NULL && heap != &tm_dead_heap && size <= TM_SMALL_MAX - TM_DETECT_SLACK) {
+    unsigned cls = tm_size_class(size + TM_DETECT_SLACK);
+    tm_slab_t *slab = heap->current[cls];
+    void *p;
+    if (slab != NULL && tm_slab_take_fast(slab, &p)) {
+      atomic_store_explicit(&heap->allocs[cls], atomic_load_explicit(&heap->allocs[cls], memory_order_relaxed) + 1,
+                            memory_order_relaxed);
+      return tm_handed_out_slow(p, size, tm_class_size[cls], false, false, TM_OUT_SMALL);
+    }
+  }
+  return tm_alloc(size, 0, false);
+}
+
+TM_NOINLINE void *tm_malloc_slow(size_t size)
+{
+  if (!TM_TRACKING && TM_FEATURES() == TM_FEATURE_DETECT) return tm_malloc_detect(size);
+  return tm_alloc(size, 0, false);
+}
 
 void *tinymalloc(size_t size) { return tm_malloc_inline(size); }
 

@@ -256,7 +256,9 @@ bool tm_quarantine_needs_room(const tm_quarantine_t *q, size_t size)
 
 void tm_quarantine_push(tm_quarantine_t *q, void *p, size_t size, size_t fill)
 {
-  q->entry[(q->head + q->count) % q->capacity] = (struct tm_quarantine_entry_s){p, size, fill};
+  size_t at = q->head + q->count; /* count <= capacity: no division needed */
+  if (at >= q->capacity) at -= q->capacity;
+  q->entry[at] = (struct tm_quarantine_entry_s){p, size, fill};
   q->count++;
   q->bytes += size;
 }
@@ -274,7 +276,7 @@ bool tm_quarantine_pop(tm_quarantine_t *q, struct tm_quarantine_entry_s *out)
 {
   if (q->count == 0) return false;
   *out = q->entry[q->head];
-  q->head = (q->head + 1) % q->capacity;
+  q->head = q->head + 1 == q->capacity ? 0 : q->head + 1;
   q->count--;
   q->bytes -= out->size;
   return true;
