@@ -206,13 +206,13 @@ static void tm_free_small(tm_slab_t *slab, uint32_t index, void *p, tm_fault_t *
   tm_heap_t *heap = tm_thread_heap;
   uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_relaxed);
   uint32_t features = TM_FEATURES();
-  if (!tm_slab_block_live(slab, index) || tm_slab_block_held(slab, index)) {
-    tm_slab_fault(slab, index, p, fault);
-    return;
-  }
-  if (features & TM_FEATURE_DETECT) {
+  if (features & TM_FEATURE_DETECT) { /* checks the block itself, claiming it */
     tm_ptr_t ptr = {.kind = TM_PTR_SMALL, .slab = slab, .index = index, .block_size = size};
     tm_detect_free(p, &ptr, heap == &tm_dead_heap ? NULL : heap, fault, faults);
+    return;
+  }
+  if (!tm_slab_block_live(slab, index) || tm_slab_block_held(slab, index)) {
+    tm_slab_fault(slab, index, p, fault);
     return;
   }
   /* Filled while still ours: after the free another thread may take it. */

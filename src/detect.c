@@ -184,10 +184,9 @@ size_t tm_detect_fill_check(const uint8_t *p, size_t size, bool zero)
 
 /* ---- Side tables ---------------------------------------------------------------- */
 
-static tm_detect_table_t *tm_detect_table(tm_segment_t *seg)
+tm_detect_table_t *tm_detect_table_map(tm_segment_t *seg)
 {
-  tm_detect_table_t *table = atomic_load_explicit(&seg->detect, memory_order_acquire);
-  if (table) return table;
+  tm_detect_table_t *table = NULL;
   size_t size = (sizeof(tm_detect_table_t) + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1);
   tm_detect_table_t *fresh = tm_os_map_meta(size); /* zero: every entry unknown */
   if (fresh == NULL) return NULL;
@@ -203,18 +202,6 @@ void tm_detect_table_release(tm_segment_t *seg)
 {
   tm_detect_table_t *table = atomic_exchange_explicit(&seg->detect, NULL, memory_order_acq_rel);
   if (table) tm_os_unmap_meta(table, (sizeof(tm_detect_table_t) + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1));
-}
-
-_Atomic uint16_t *tm_detect_small_entry(tm_segment_t *seg, size_t slot, uint32_t index)
-{
-  tm_detect_table_t *table = tm_detect_table(seg);
-  return table ? &table->small[slot][index] : NULL;
-}
-
-_Atomic uint32_t *tm_detect_medium_entry(tm_segment_t *seg, size_t page)
-{
-  tm_detect_table_t *table = tm_detect_table(seg);
-  return table ? &table->medium[page] : NULL;
 }
 
 void tm_detect_medium_forget(tm_segment_t *seg, size_t page)
@@ -233,9 +220,8 @@ void tm_detect_slab_carved(tm_segment_t *seg, size_t slot, uint32_t capacity)
 
 /* ---- Quarantine ------------------------------------------------------------------- */
 
-tm_quarantine_t *tm_quarantine_of(tm_heap_t *heap)
+tm_quarantine_t *tm_quarantine_map(tm_heap_t *heap)
 {
-  if (heap->quarantine) return heap->quarantine;
   long count = TM_OPTION(quarantine_count);
   if (count <= 0) return NULL;
   size_t size = sizeof(tm_quarantine_t) + (size_t)count * sizeof(struct tm_quarantine_entry_s);
@@ -247,22 +233,6 @@ tm_quarantine_t *tm_quarantine_of(tm_heap_t *heap)
   return q;
 }
 
-bool tm_quarantine_needs_room(const tm_quarantine_t *q, size_t size)
-{
-  size_t limit = (size_t)TM_OPTION(quarantine_count), bytes = (size_t)TM_OPTION(quarantine_bytes);
-  if (limit > q->capacity) limit = q->capacity;
-  return q->count > 0 && (q->count >= limit || q->bytes + size > bytes);
-}
-
-void tm_quarantine_push(tm_quarantine_t *q, void *p, size_t size, size_t fill)
-{
-  size_t at = q->head + q->count; /* count <= capacity: no division needed */
-  if (at >= q->capacity) at -= q->capacity;
-  q->entry[at] = (struct tm_quarantine_entry_s){p, size, fill};
-  q->count++;
-  q->bytes += size;
-}
-
 void tm_quarantine_release(tm_heap_t *heap)
 {
   tm_quarantine_t *q = heap->quarantine;
@@ -270,14 +240,4 @@ void tm_quarantine_release(tm_heap_t *heap)
   heap->quarantine = NULL;
   size_t size = sizeof(tm_quarantine_t) + q->capacity * sizeof(struct tm_quarantine_entry_s);
   tm_os_unmap_meta(q, (size + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1));
-}
-
-bool tm_quarantine_pop(tm_quarantine_t *q, struct tm_quarantine_entry_s *out)
-{
-  if (q->count == 0) return false;
-  *out = q->entry[q->head];
-  q->head = q->head + 1 == q->capacity ? 0 : q->head + 1;
-  q->count--;
-  q->bytes -= out->size;
-  return true;
 }

@@ -8,6 +8,7 @@
 #define TM_DETECT_H
 
 #include "error.h"
+#include "options.h"
 #include "types.h"
 
 /* Slack every block gets in detection mode, so that an overflow by up to
@@ -60,10 +61,29 @@ typedef struct tm_quarantine_s {
   } entry[];
 } tm_quarantine_t;
 
+/* Maps a segment's side table (the first thread to get there installs it);
+ * NULL when it cannot be mapped. */
+tm_detect_table_t *tm_detect_table_map(tm_segment_t *seg) TM_HIDDEN;
+
+TM_INLINE tm_detect_table_t *tm_detect_table(tm_segment_t *seg)
+{
+  tm_detect_table_t *table = atomic_load_explicit(&seg->detect, memory_order_acquire);
+  return table ? table : tm_detect_table_map(seg);
+}
+
 /* The side-table entry of a small block or a medium run; NULL when the table
  * cannot be mapped (then the block goes unchecked). */
-_Atomic uint16_t *tm_detect_small_entry(tm_segment_t *seg, size_t slot, uint32_t index) TM_HIDDEN;
-_Atomic uint32_t *tm_detect_medium_entry(tm_segment_t *seg, size_t page) TM_HIDDEN;
+TM_INLINE _Atomic uint16_t *tm_detect_small_entry(tm_segment_t *seg, size_t slot, uint32_t index)
+{
+  tm_detect_table_t *table = tm_detect_table(seg);
+  return table ? &table->small[slot][index] : NULL;
+}
+
+TM_INLINE _Atomic uint32_t *tm_detect_medium_entry(tm_segment_t *seg, size_t page)
+{
+  tm_detect_table_t *table = tm_detect_table(seg);
+  return table ? &table->medium[page] : NULL;
+}
 /* The segment is being unmapped: so is its side table. */
 void tm_detect_table_release(tm_segment_t *seg) TM_HIDDEN;
 /* A run's pages went back to the arena (they may be purged): unknown. */
@@ -82,16 +102,47 @@ void tm_detect_fill(uint8_t *p, size_t size, bool zero) TM_HIDDEN;
 /* The offset of the first byte of a filled block that changed, or SIZE_MAX. */
 size_t tm_detect_fill_check(const uint8_t *p, size_t size, bool zero) TM_HIDDEN;
 
+/* Maps the calling heap's quarantine; NULL when none (quarantine_count 0). */
+tm_quarantine_t *tm_quarantine_map(tm_heap_t *heap) TM_HIDDEN;
+
 /* The calling heap's quarantine (mapped on first use), NULL when none. */
-tm_quarantine_t *tm_quarantine_of(tm_heap_t *heap) TM_HIDDEN;
-/* Whether the oldest entry must leave before a block of `size` bytes comes
- * in (by the quarantine_count and quarantine_bytes options). */
-bool tm_quarantine_needs_room(const tm_quarantine_t *q, size_t size) TM_HIDDEN;
-/* Adds a block (the caller made room). */
-void tm_quarantine_push(tm_quarantine_t *q, void *p, size_t size, size_t fill) TM_HIDDEN;
+TM_INLINE tm_quarantine_t *tm_quarantine_of(tm_heap_t *heap)
+{
+  return heap->quarantine ? heap->quarantine : tm_quarantine_map(heap);
+}
 /* Unmaps an empty quarantine (trim, thread exit); the next free maps one again. */
 void tm_quarantine_release(tm_heap_t *heap) TM_HIDDEN;
-/* Takes the oldest entry (thread exit, trim); false when empty. */
-bool tm_quarantine_pop(tm_quarantine_t *q, struct tm_quarantine_entry_s *out) TM_HIDDEN;
+
+/* The ring's three steps, inline: every free in the mode takes them. */
+
+/* Whether the oldest entry must leave before a block of `size` bytes comes
+ * in (by the quarantine_count and quarantine_bytes options). */
+TM_INLINE bool tm_quarantine_needs_room(const tm_quarantine_t *q, size_t size)
+{
+  size_t limit = (size_t)TM_OPTION(quarantine_count), bytes = (size_t)TM_OPTION(quarantine_bytes);
+  if (limit > q->capacity) limit = q->capacity;
+  return q->count > 0 && (q->count >= limit || q->bytes + size > bytes);
+}
+
+/* Adds a block (the caller made room). */
+TM_INLINE void tm_quarantine_push(tm_quarantine_t *q, void *p, size_t size, size_t fill)
+{
+  size_t at = q->head + q->count; /* count <= capacity: no division needed */
+  if (at >= q->capacity) at -= q->capacity;
+  q->entry[at] = (struct tm_quarantine_entry_s){p, size, fill};
+  q->count++;
+  q->bytes += size;
+}
+
+/* Takes the oldest entry; false when empty. */
+TM_INLINE bool tm_quarantine_pop(tm_quarantine_t *q, struct tm_quarantine_entry_s *out)
+{
+  if (q->count == 0) return false;
+  *out = q->entry[q->head];
+  q->head = q->head + 1 == q->capacity ? 0 : q->head + 1;
+  q->count--;
+  q->bytes -= out->size;
+  return true;
+}
 
 #endif
