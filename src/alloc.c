@@ -371,7 +371,10 @@ static void *tm_realloc_in_place(void *p, const tm_ptr_t *ptr, size_t usable, si
   }
   if (ptr->kind == TM_PTR_MEDIUM ? need <= TM_SMALL_MAX || need > TM_MEDIUM_MAX : need <= TM_MEDIUM_MAX) return NULL;
   bool shrink_tracked = size < old;
-  if (shrink_tracked) tm_track_resize(p, old, size, usable);
+  /* A large block's tail past its new last page is unmapped, and its
+   * shadow reset by that (tm_track_os_unmap): poisoned only up to there. */
+  size_t kept = ptr->kind == TM_PTR_LARGE ? (need + TM_PAGE_SIZE - 1) & ~(TM_PAGE_SIZE - 1) : usable;
+  if (shrink_tracked) tm_track_resize(p, old, size, kept < usable ? kept : usable);
   void *q = p;
   size_t new_usable = 0;
   if (ptr->kind == TM_PTR_MEDIUM) {
