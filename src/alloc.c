@@ -136,8 +136,7 @@ static TM_NOINLINE void *tm_malloc_detect(size_t size)
     tm_slab_t *slab = heap->current[cls];
     void *p;
     if (slab != NULL && tm_slab_take_fast(slab, &p)) {
-      atomic_store_explicit(&heap->allocs[cls], atomic_load_explicit(&heap->allocs[cls], memory_order_relaxed) + 1,
-                            memory_order_relaxed);
+      tm_heap_count(heap, cls);
       return tm_handed_out_slow(p, size, tm_class_size[cls], false, false, TM_OUT_SMALL);
     }
   }

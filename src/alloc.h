@@ -26,8 +26,7 @@ TM_INLINE void *tm_malloc_inline(size_t size)
     tm_slab_t *slab = heap->current[cls];
     void *p;
     if (TM_LIKELY(slab != NULL) && TM_LIKELY(tm_slab_take_fast(slab, &p))) {
-      atomic_store_explicit(&heap->allocs[cls], atomic_load_explicit(&heap->allocs[cls], memory_order_relaxed) + 1,
-                            memory_order_relaxed);
+      tm_heap_count(heap, cls);
       tm_track_malloc(p, size, tm_class_size[cls], false);
       return p;
     }
@@ -51,8 +50,7 @@ TM_INLINE void tm_free_inline(void *p)
         tm_track_free(p, size);
         /* The current slab may go empty and stay: only a full one, or an
          * empty one that is not current, needs the slow path. */
-        if (TM_UNLIKELY(slab->flags != 0) ||
-            (TM_UNLIKELY(slab->used == 0) && slab != heap->current[slab->class_index]))
+        if (TM_UNLIKELY(slab->flags != 0) || (TM_UNLIKELY(slab->used == 0) && slab != heap->current[slab->class_index]))
           tm_free_owner_slow(heap, slab);
         return;
       }

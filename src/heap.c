@@ -13,8 +13,8 @@
 #include "heap.h"
 #include "init.h"
 #include "medium.h"
-#include "quarantine.h"
 #include "os.h"
+#include "quarantine.h"
 #include "slab.h"
 
 __thread tm_heap_t *tm_thread_heap __attribute__((tls_model("initial-exec")));
@@ -25,7 +25,7 @@ static tm_lock_t tm_pool_lock = TM_LOCK_INIT;
 static tm_heap_t *tm_pool_free; /* heaps of exited threads */
 static uint8_t *tm_pool_chunk;
 static size_t tm_pool_chunk_left;
-static bool tm_heap_created; /* pool lock: a thread has had a heap */
+static bool tm_heap_created;      /* pool lock: a thread has had a heap */
 static pthread_key_t tm_heap_key; /* created with the first heap */
 
 #define TM_HEAP_EMPTY_KEEP 4 /* empty slabs a heap keeps before returning one */
@@ -36,7 +36,6 @@ static void tm_heap_thread_exit(void *arg);
 
 void tm_heap_pool_lock(void) { tm_lock(&tm_pool_lock); }
 void tm_heap_pool_unlock(void) { tm_unlock(&tm_pool_lock); }
-
 
 /* Who the grace period must wait for while `heap`'s code forwards a slab. */
 static tm_heap_t *tm_grace_self(tm_heap_t *heap) { return heap == &tm_orphan_heap ? NULL : heap; }
@@ -188,12 +187,6 @@ static void *tm_heap_alloc_from(tm_heap_t *heap, unsigned cls, tm_faults_t *faul
   if (slab == NULL) return NULL;
   heap->current[cls] = slab;
   return tm_slab_take(slab, faults);
-}
-
-static void tm_heap_count(tm_heap_t *heap, unsigned cls)
-{
-  _Atomic size_t *c = &heap->allocs[cls];
-  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
 }
 
 void *tm_heap_alloc_slow(tm_heap_t *heap, unsigned cls, tm_faults_t *faults)

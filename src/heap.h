@@ -29,6 +29,13 @@ TM_INLINE tm_heap_t *tm_heap_get(void)
  * carries the shared heap's: heap.c keeps the two equal). */
 TM_INLINE tm_arena_t *tm_heap_arena(tm_heap_t *heap) { return heap->arena; }
 
+/* Owner only: one more allocation of class `cls` (the statistics' allocs). */
+TM_INLINE void tm_heap_count(tm_heap_t *heap, size_t cls)
+{
+  _Atomic size_t *c = &heap->allocs[cls];
+  atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
 /* A block of class `cls` when the current slab had none (or
  * there is no current slab); NULL with errno = ENOMEM. Faults found on the
  * way (racing frees) are added to `faults`, to report with no lock held. */
