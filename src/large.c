@@ -128,6 +128,27 @@ static tm_large_t *tm_large_reopen_guarded(tm_large_t *c, size_t map_size, size_
   return c;
 }
 
+/* A cached mapping that fits (none once the arena is lost), under its lock. */
+static tm_large_t *tm_large_cache_get(tm_arena_t *arena, size_t map_size, size_t offset, size_t align, bool guarded)
+{
+  tm_lock(&arena->lock);
+  tm_large_t *large = arena->lost ? NULL : tm_large_cache_take(arena, map_size, offset, align, guarded);
+  tm_unlock(&arena->lock);
+  return large;
+}
+
+/* A fresh mapping with its header; the tools are told of its `data` bytes
+ * from `offset` (not the header page). */
+static tm_large_t *tm_large_map(size_t map_size, size_t align, size_t offset, size_t data)
+{
+  tm_large_t *large = tm_os_map_aligned(map_size, align);
+  if (large == NULL) return NULL;
+  large->magic = TM_LARGE_MAGIC;
+  large->map_size = map_size;
+  tm_track_os_map((uint8_t *)large + offset, data);
+  return large;
+}
+
 /* Detection mode: the block ends (to within 16 bytes) against a page that is
  * never accessible, after its header page and its data pages. */
 static void *tm_large_alloc_guarded(tm_arena_t *arena, size_t need, bool *clean, size_t *usable_out)
@@ -138,18 +159,13 @@ static void *tm_large_alloc_guarded(tm_arena_t *arena, size_t need, bool *clean,
     return NULL;
   }
   size_t map_size = TM_PAGE_SIZE + data + TM_PAGE_SIZE, block = (need + 15) & ~(size_t)15;
-  tm_lock(&arena->lock);
-  tm_large_t *large = arena->lost ? NULL : tm_large_cache_take(arena, map_size, TM_PAGE_SIZE, TM_SEGMENT_SIZE, true);
-  tm_unlock(&arena->lock);
+  tm_large_t *large = tm_large_cache_get(arena, map_size, TM_PAGE_SIZE, TM_SEGMENT_SIZE, true);
   if (large) large = tm_large_reopen_guarded(large, map_size, data);
   *clean = large == NULL;
   if (large == NULL) {
-    large = tm_os_map_aligned(map_size, TM_SEGMENT_SIZE);
+    large = tm_large_map(map_size, TM_SEGMENT_SIZE, TM_PAGE_SIZE, data);
     if (large == NULL) return NULL;
     tm_os_protect((uint8_t *)large + TM_PAGE_SIZE + data, TM_PAGE_SIZE, false);
-    large->magic = TM_LARGE_MAGIC;
-    large->map_size = map_size;
-    tm_track_os_map((uint8_t *)large + TM_PAGE_SIZE, data);
   }
   large->user_offset = TM_PAGE_SIZE + data - block;
   large->usable = block;
@@ -172,18 +188,13 @@ void *tm_large_alloc(tm_arena_t *arena, size_t need, size_t alignment, bool *cle
   }
   size_t map_size = offset + usable;
   size_t map_align = alignment > TM_SEGMENT_SIZE ? alignment : TM_SEGMENT_SIZE;
-  tm_lock(&arena->lock);
-  tm_large_t *large = arena->lost ? NULL : tm_large_cache_take(arena, map_size, offset, map_align, false);
-  tm_unlock(&arena->lock);
+  tm_large_t *large = tm_large_cache_get(arena, map_size, offset, map_align, false);
   if (large) large = tm_large_refit(large, map_size, map_align);
   *clean = large == NULL;
   if (large == NULL) {
-    large = tm_os_map_aligned(map_size, map_align);
+    large = tm_large_map(map_size, map_align, offset, map_size - offset);
     if (large == NULL) return NULL;
-    large->magic = TM_LARGE_MAGIC;
-    large->map_size = map_size;
     large->user_offset = offset;
-    tm_track_os_map((uint8_t *)large + offset, map_size - offset); /* not the header page */
   }
   large->usable = large->map_size - offset;
   large->guarded = false;
