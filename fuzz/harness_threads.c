@@ -146,30 +146,26 @@ static void spin_limit_init(void)
   spin_limit = sched_getaffinity(0, sizeof cpus, &cpus) == 0 && CPU_COUNT(&cpus) < 2 ? 0 : 4096;
 }
 
-/* Waits until *flag is set: spinning first (the point is to start at the
- * same instant as the thread that sets it), then yielding (on a loaded
- * machine that thread may not be running: spinning would only burn its
- * time slice). */
-static void wait_flag(atomic_int *flag)
+/* Step n of a wait: spinning first (the point is to start at the same
+ * instant as the thread awaited), then yielding (on a loaded machine that
+ * thread may not be running: spinning would only burn its time slice). */
+static void wait_step(unsigned n)
 {
-  for (unsigned n = 0; !atomic_load_explicit(flag, memory_order_acquire); n++) {
-    if (n < spin_limit)
-      spin_pause();
-    else
-      sched_yield();
-  }
+  if (n < spin_limit)
+    spin_pause();
+  else
+    sched_yield();
 }
 
-/* The same for a count to reach `target`. */
+/* Waits until a count reaches `target`. */
 static void wait_count(atomic_int *count, int target)
 {
-  for (unsigned n = 0; atomic_load_explicit(count, memory_order_acquire) < target; n++) {
-    if (n < spin_limit)
-      spin_pause();
-    else
-      sched_yield();
-  }
+  for (unsigned n = 0; atomic_load_explicit(count, memory_order_acquire) < target; n++)
+    wait_step(n);
 }
+
+/* Waits until a flag (0, then 1) is set. */
+static void wait_flag(atomic_int *flag) { wait_count(flag, 1); }
 
 /* Threads get 1 MiB stacks (the harness needs a few KiB): with the 8 MiB
  * default the dozen threads of a contend op are more than glibc keeps in
@@ -855,10 +851,7 @@ static void op_sync(unsigned *my_syncs)
   atomic_fetch_add(&sync_arrivals, 1);
   int64_t give_up = now_us() + 500; /* a thread busy with a long op */
   for (unsigned n = 0; sync_waiting(k); n++) {
-    if (n < spin_limit)
-      spin_pause();
-    else
-      sched_yield();
+    wait_step(n);
     if ((n & 255) == 0 && now_us() > give_up) break;
   }
 }
