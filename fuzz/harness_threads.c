@@ -167,17 +167,98 @@ static void wait_count(atomic_int *count, int target)
 /* Waits until a flag (0, then 1) is set. */
 static void wait_flag(atomic_int *flag) { wait_count(flag, 1); }
 
-/* Threads get 1 MiB stacks (the harness needs a few KiB): with the 8 MiB
+/* Threads get 256 KiB stacks (the harness needs a few KiB). With the 8 MiB
  * default the dozen threads of a contend op are more than glibc keeps in
- * its stack cache, and each one then maps and faults in a fresh stack and
- * its ASan shadow. */
+ * its stack cache, and each one then maps and faults in a fresh stack; with
+ * 1 MiB ASan still maps a fresh shadow for every thread's stack (it clears
+ * the shadow of more than 64 KiB by mapping it again, twice per thread). */
 static void start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
 {
   pthread_attr_t attr;
-  TMF_REQUIRE(pthread_attr_init(&attr) == 0 && pthread_attr_setstacksize(&attr, (size_t)1 << 20) == 0,
+  TMF_REQUIRE(pthread_attr_init(&attr) == 0 && pthread_attr_setstacksize(&attr, (size_t)256 << 10) == 0,
               "pthread_attr_setstacksize failed");
   TMF_REQUIRE(pthread_create(t, &attr, fn, arg) == 0, "pthread_create failed");
   pthread_attr_destroy(&attr);
+}
+
+/* Pooled helpers: threads that only free (race_free's helpers, contend's
+ * consumers that do not realloc) never get a heap, so nothing of them
+ * outlives their task but the thread itself, and that is what a run paid
+ * most for: under ASan a thread costs about 150 us to start and join, and
+ * such helpers were half of the nine threads of an average run. They are
+ * kept across runs and handed a task at a time; a thread that allocates
+ * (a worker, a producer, a consumer that reallocs) is started afresh, so
+ * that its exit and its heap's teardown happen in every run. An idle pool
+ * thread sleeps on its condition variable (spinning would steal the time
+ * of the one CPU a pinned fuzzer has). */
+#define POOL_MAX 8
+
+typedef struct helper_s {
+  pthread_t thread;
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
+  void *(*fn)(void *);
+  void *arg;
+  bool started, busy, taken;
+} helper_t;
+
+static helper_t pool[POOL_MAX];
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *helper_main(void *arg)
+{
+  helper_t *h = arg;
+  pthread_mutex_lock(&h->lock);
+  for (;;) {
+    while (h->fn == NULL)
+      pthread_cond_wait(&h->wake, &h->lock);
+    void *(*fn)(void *) = h->fn;
+    pthread_mutex_unlock(&h->lock);
+    fn(h->arg);
+    pthread_mutex_lock(&h->lock);
+    h->fn = NULL;
+    h->busy = false;
+    pthread_cond_broadcast(&h->wake);
+  }
+  return NULL;
+}
+
+/* Runs fn(arg) on an idle pool thread (started on first use). */
+static helper_t *helper_start(void *(*fn)(void *), void *arg)
+{
+  pthread_mutex_lock(&pool_lock);
+  helper_t *h = NULL;
+  for (unsigned i = 0; i < POOL_MAX && h == NULL; i++)
+    if (!pool[i].taken) h = &pool[i];
+  TMF_REQUIRE(h != NULL, "more than %d pooled helpers at once", POOL_MAX);
+  h->taken = true;
+  pthread_mutex_unlock(&pool_lock);
+  if (!h->started) {
+    TMF_REQUIRE(pthread_mutex_init(&h->lock, NULL) == 0 && pthread_cond_init(&h->wake, NULL) == 0,
+                "helper pool: init failed");
+    h->started = true;
+    start_thread(&h->thread, helper_main, h);
+    pthread_detach(h->thread);
+  }
+  pthread_mutex_lock(&h->lock);
+  h->arg = arg;
+  h->busy = true;
+  h->fn = fn;
+  pthread_cond_broadcast(&h->wake);
+  pthread_mutex_unlock(&h->lock);
+  return h;
+}
+
+/* Waits until the task is done; the thread goes back to the pool. */
+static void helper_join(helper_t *h)
+{
+  pthread_mutex_lock(&h->lock);
+  while (h->busy)
+    pthread_cond_wait(&h->wake, &h->lock);
+  pthread_mutex_unlock(&h->lock);
+  pthread_mutex_lock(&pool_lock);
+  h->taken = false;
+  pthread_mutex_unlock(&pool_lock);
 }
 
 /* ---- contend: producers and consumers through lock-free slots ------------ */
@@ -333,24 +414,35 @@ static void op_contend(tmf_reader_t *r)
   c.size = size;
   c.rounds = 16u * (1 + iters % 32);
   pthread_t threads[CONTEND_MAX_CONSUMERS + 1];
+  helper_t *pooled[CONTEND_MAX_CONSUMERS + 1];
   contend_role_t roles[CONTEND_MAX_CONSUMERS + 2];
   unsigned n = 0;
-  /* The calling thread is producer 0 (it owns the slabs it fills). */
+  /* The calling thread is producer 0 (it owns the slabs it fills). The
+   * other producers and consumers that realloc allocate: fresh threads,
+   * whose exit leaves their slabs to the others' frees; consumers that only
+   * free come from the pool. */
   for (unsigned p = 1; p < c.producers; p++, n++) {
     roles[n] = (contend_role_t){&c, p};
     start_thread(&threads[n], contend_producer, &roles[n]);
   }
   for (unsigned k = 0; k < c.consumers; k++, n++) {
     roles[n] = (contend_role_t){&c, c.producers + k};
-    start_thread(&threads[n], contend_consumer, &roles[n]);
+    if (c.consumer_reallocs)
+      start_thread(&threads[n], contend_consumer, &roles[n]);
+    else
+      pooled[n] = helper_start(contend_consumer, &roles[n]);
   }
   atomic_store_explicit(&c.go, 1, memory_order_release);
   contend_produce(&c, 0);
   for (unsigned k = 0; k + 1 < c.producers; k++)
     pthread_join(threads[k], NULL);
   atomic_store_explicit(&c.stop, 1, memory_order_release);
-  for (unsigned k = c.producers - 1; k < n; k++)
-    pthread_join(threads[k], NULL);
+  for (unsigned k = c.producers - 1; k < n; k++) {
+    if (c.consumer_reallocs)
+      pthread_join(threads[k], NULL);
+    else
+      helper_join(pooled[k]);
+  }
   for (unsigned i = 0; i < c.nslots; i++) /* what the consumers left */
     contend_take_and_free(&c, i, 0, false);
   pthread_mutex_unlock(&busy);
@@ -459,9 +551,9 @@ static void op_race_free(tmf_reader_t *r)
    * write); what matters is what happens to the block afterwards. */
   long junk = tinymalloc_option_get("junk");
   if (junk > 0) tinymalloc_option_set("junk", 0);
-  pthread_t t[2];
+  helper_t *t[2];
   for (unsigned k = 0; k < helpers; k++)
-    start_thread(&t[k], race_helper, &race);
+    t[k] = helper_start(race_helper, &race);
   wait_count(&race.ready, (int)helpers);
   race_round(&race, 1, (void *)b.addr, known, helpers, caller_frees, b.usable);
   for (unsigned k = 2; k <= race.rounds; k++) {
@@ -480,7 +572,7 @@ static void op_race_free(tmf_reader_t *r)
     race_round(&race, k, p, i, helpers, caller_frees, p ? tinymalloc_usable_size(p) : 0);
   }
   for (unsigned k = 0; k < helpers; k++)
-    pthread_join(t[k], NULL);
+    helper_join(t[k]);
   if (junk > 0) tinymalloc_option_set("junk", junk);
   pthread_rwlock_unlock(&gate);
 }
