@@ -138,14 +138,19 @@ static tm_large_t *tm_large_cache_get(tm_arena_t *arena, size_t map_size, size_t
 }
 
 /* A fresh mapping with its header; the tools are told of its `data` bytes
- * from `offset` (not the header page). */
-static tm_large_t *tm_large_map(size_t map_size, size_t align, size_t offset, size_t data)
+ * from `offset` (not the header page): as the block itself when they are
+ * exactly the block about to be handed out (`is_block`: its malloc hook
+ * sets every byte), as fresh pages otherwise. */
+static tm_large_t *tm_large_map(size_t map_size, size_t align, size_t offset, size_t data, bool is_block)
 {
   tm_large_t *large = tm_os_map_aligned(map_size, align);
   if (large == NULL) return NULL;
   large->magic = TM_LARGE_MAGIC;
   large->map_size = map_size;
-  tm_track_os_map((uint8_t *)large + offset, data);
+  if (is_block)
+    tm_track_os_map_block((uint8_t *)large + offset, data);
+  else
+    tm_track_os_map((uint8_t *)large + offset, data);
   return large;
 }
 
@@ -163,7 +168,7 @@ static void *tm_large_alloc_guarded(tm_arena_t *arena, size_t need, bool *clean,
   if (large) large = tm_large_reopen_guarded(large, map_size, data);
   *clean = large == NULL;
   if (large == NULL) {
-    large = tm_large_map(map_size, TM_SEGMENT_SIZE, TM_PAGE_SIZE, data);
+    large = tm_large_map(map_size, TM_SEGMENT_SIZE, TM_PAGE_SIZE, data, false);
     if (large == NULL) return NULL;
     tm_os_protect((uint8_t *)large + TM_PAGE_SIZE + data, TM_PAGE_SIZE, false);
   }
@@ -192,7 +197,7 @@ void *tm_large_alloc(tm_arena_t *arena, size_t need, size_t alignment, bool *cle
   if (large) large = tm_large_refit(large, map_size, map_align);
   *clean = large == NULL;
   if (large == NULL) {
-    large = tm_large_map(map_size, map_align, offset, map_size - offset);
+    large = tm_large_map(map_size, map_align, offset, map_size - offset, true);
     if (large == NULL) return NULL;
     large->user_offset = offset;
   }

@@ -131,7 +131,7 @@ bool tm_os_grow_in_place(void *base, size_t old_size, size_t new_size)
   if (moved == MAP_FAILED) return false;
   TM_OS_TAKE();
   tm_os_account_map(new_size - old_size);
-  tm_track_os_map((uint8_t *)base + old_size, new_size - old_size);
+  tm_track_os_map_block((uint8_t *)base + old_size, new_size - old_size);
   return true;
 }
 

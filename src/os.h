@@ -15,7 +15,8 @@ void tm_os_unmap_meta(void *p, size_t size) TM_HIDDEN;
 bool tm_os_protect(void *p, size_t size, bool accessible) TM_HIDDEN;
 /* The pages stay mapped and read back as zero; the kernel may free them. */
 void tm_os_purge(void *p, size_t size) TM_HIDDEN;
-/* Extends a mapping without moving it (false when the next pages are taken). */
+/* Extends a mapping without moving it (false when the next pages are taken).
+ * The gained pages are part of a large block: the caller tracks them. */
 bool tm_os_grow_in_place(void *base, size_t old_size, size_t new_size) TM_HIDDEN;
 /* Moves a mapping to a fresh place aligned to `alignment`, `new_size` long,
  * without copying (mremap); NULL when the kernel refuses (nothing changed). */

@@ -163,6 +163,23 @@ static int overflow_after_shrink_medium(void)
   return 0;
 }
 
+/* A large block grown in place: the pages it gains are its own up to the
+ * new size, the byte after it is not (the growth lifts the poison only from
+ * the old end on). It shrinks first, so that the pages after it are free
+ * for the growth (mremap); a growth that moved would not test that path. */
+static int overflow_after_grow_large(void)
+{
+  unsigned char *p = filled(tinymalloc(2 * LARGE_SIZE + 5), 2 * LARGE_SIZE + 5);
+  unsigned char *q = tinyrealloc(p, LARGE_SIZE + 3);
+  if (q != p) return 2;
+  q = tinyrealloc(p, 2 * LARGE_SIZE + 5);
+  if (q != p) return 3;
+  filled(q, 2 * LARGE_SIZE + 5);
+  touch_write(q + 2 * LARGE_SIZE + 5);
+  tinyfree(q);
+  return 0;
+}
+
 /* The run gives its tail pages back: they must be inaccessible at once. */
 static int read_released_tail_after_shrink(void)
 {
@@ -243,6 +260,7 @@ static const bug_case_t cases[] = {
     {"use-after-free-large", use_after_free_large},
     {"overflow-after-shrink", overflow_after_shrink},
     {"overflow-after-shrink-medium", overflow_after_shrink_medium},
+    {"overflow-after-grow-large", overflow_after_grow_large},
     {"read-released-tail-after-shrink", read_released_tail_after_shrink},
     {"calloc-overflow-read", calloc_overflow_read},
     {"uninitialised-read", uninitialised_read},
