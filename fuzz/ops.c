@@ -85,7 +85,8 @@ bool tmf_ops_budget(tmf_ops_t *ctx, size_t size, size_t count, size_t alignment)
   size_t total;
   if (__builtin_mul_overflow(size, count, &total)) return false;
   size_t big = 0;
-  if (size > TMF_SMALL_LIMIT || alignment > TMF_CANARY_PAGE) big = total + (alignment > TMF_CANARY_PAGE ? alignment : 0);
+  if (size > TMF_SMALL_LIMIT || alignment > TMF_CANARY_PAGE)
+    big = total + (alignment > TMF_CANARY_PAGE ? alignment : 0);
   ops_lock(ctx);
   bool ok = total <= TMF_MAX_LIVE_BYTES && ctx->shadow.requested_bytes + total <= TMF_MAX_LIVE_BYTES &&
             (big == 0 || (big <= TMF_BIG_BYTES_PER_RUN && ctx->big_bytes + big <= TMF_BIG_BYTES_PER_RUN));
@@ -296,16 +297,13 @@ static void op_bulk_alloc(tmf_ops_t *ctx, tmf_reader_t *r)
   ctx->bulk_made += count;
   ops_unlock(ctx);
   for (size_t i = 0; i < count; i++) {
-    ops_lock(ctx);
-    bool room = ctx->bulk_count < TMF_BULK_MAX;
-    ops_unlock(ctx);
-    if (!room) return;
     void *p = zeroed ? tinycalloc(1, size) : tinymalloc(size);
     TMF_REQUIRE(p != NULL, "bulk: malloc(%zu) returned NULL", size);
     tmf_block_t b = tmf_block_adopt(p, size, 16, tmf_ops_new_id(ctx), zeroed);
+    /* One lock per block: the room is checked where the block goes in (a
+     * full list, rare, costs one block allocated and freed for nothing). */
     ops_lock(ctx);
-    /* Another thread may have filled the list since the check above. */
-    room = ctx->bulk_count < TMF_BULK_MAX;
+    bool room = ctx->bulk_count < TMF_BULK_MAX;
     if (room) {
       tmf_shadow_insert(&ctx->shadow, &b);
       ctx->bulk[ctx->bulk_count++] = b.addr;
@@ -359,10 +357,10 @@ void tmf_ops_expect_stats(tmf_ops_t *ctx) { tmf_expect_live(ctx->shadow.count, c
 const char *tmf_ops_name(unsigned opcode)
 {
   static const char *const names[TMF_OP_COUNT] = {
-      "op malloc",       "op calloc",   "op realloc", "op realloc0",   "op free",       "op memalign",
-      "op posix_memalign", "op aligned_alloc", "op usable_size", "op check", "op reallocarray", "op bad_request",
-      "op trim",         "op free_range", "op burst", "op option",     "op bulk_alloc", "op bulk_free",
-      "op stats"};
+      "op malloc",       "op calloc",         "op realloc",       "op realloc0",    "op free",
+      "op memalign",     "op posix_memalign", "op aligned_alloc", "op usable_size", "op check",
+      "op reallocarray", "op bad_request",    "op trim",          "op free_range",  "op burst",
+      "op option",       "op bulk_alloc",     "op bulk_free",     "op stats"};
   return opcode < TMF_OP_COUNT ? names[opcode] : "op";
 }
 
