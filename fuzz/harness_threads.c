@@ -13,7 +13,9 @@
  * while another thread frees the neighbours or maps and unmaps large blocks
  * (resize_race), and a rendezvous that lines the threads up (sync). After
  * every wave the counters must be exact, tinymalloc_check() must pass and
- * no exited thread may keep a heap attached. Encoding: fuzz/README.md. */
+ * no exited thread may keep a heap attached. Every thread that allocates is
+ * started afresh and exits in the run; helpers that only free come from a
+ * pool kept across runs (see helper_start). Encoding: fuzz/README.md. */
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
