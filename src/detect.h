@@ -102,6 +102,18 @@ void tm_detect_fill(uint8_t *p, size_t size, bool zero) TM_HIDDEN;
 /* The offset of the first byte of a filled block that changed, or SIZE_MAX. */
 size_t tm_detect_fill_check(const uint8_t *p, size_t size, bool zero) TM_HIDDEN;
 
+/* The same for a small block (16-aligned, a multiple of 16 bytes), in one
+ * call each, 16 bytes per step. tm_detect_small_fill_check: the offset of
+ * the first byte of [0, size) that differs from the fill, or SIZE_MAX.
+ * tm_detect_small_hand_out: the block is handed out for `requested` bytes:
+ * its fill (`fill` bytes, 0: none) is checked (the first changed byte, or
+ * SIZE_MAX) and the canary written. tm_detect_small_retire: a freed block's
+ * canary is checked (the first changed byte, or SIZE_MAX; `requested` may be
+ * SIZE_MAX: unknown, no canary), then `fill` bytes filled. */
+size_t tm_detect_small_fill_check(const uint8_t *p, size_t size, bool zero) TM_HIDDEN;
+size_t tm_detect_small_hand_out(uint8_t *p, size_t fill, bool zero, size_t requested, size_t usable) TM_HIDDEN;
+size_t tm_detect_small_retire(uint8_t *p, size_t requested, size_t usable, size_t fill, bool zero) TM_HIDDEN;
+
 /* Maps the calling heap's quarantine; NULL when none (quarantine_count 0). */
 tm_quarantine_t *tm_quarantine_map(tm_heap_t *heap) TM_HIDDEN;
 

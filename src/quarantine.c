@@ -10,6 +10,7 @@
  * A small or medium block handed out again is checked once more. */
 #include "quarantine.h"
 #include "detect.h"
+#include "heap.h"
 #include "large.h"
 #include "medium.h"
 #include "options.h"
@@ -54,12 +55,13 @@ void tm_detect_small_out(void *p, size_t requested, size_t usable, tm_faults_t *
   _Atomic uint16_t *entry = tm_detect_small_entry(tm_segment_of(p), slab->slot, index);
   if (entry == NULL) return;
   uint16_t mark = atomic_load_explicit(entry, memory_order_relaxed);
+  size_t fill = 0;
   if (mark & TM_DETECT_FREE16) {
-    size_t fill = (size_t)(mark & (TM_DETECT_ZERO16 - 1)) << 4;
-    size_t at = tm_detect_fill_check(p, fill < usable ? fill : usable, (mark & TM_DETECT_ZERO16) != 0);
-    if (at != SIZE_MAX) tm_waf_fault(faults, p, usable, at, "was handed out again");
+    fill = (size_t)(mark & (TM_DETECT_ZERO16 - 1)) << 4;
+    if (fill > usable) fill = usable;
   }
-  tm_detect_canary_write(p, requested, usable);
+  size_t at = tm_detect_small_hand_out(p, fill, (mark & TM_DETECT_ZERO16) != 0, requested, usable);
+  if (at != SIZE_MAX) tm_waf_fault(faults, p, usable, at, "was handed out again");
   atomic_store_explicit(entry, (uint16_t)(requested + 1), memory_order_relaxed);
 }
 
@@ -171,7 +173,7 @@ static void tm_detect_release(tm_heap_t *heap, void *p, size_t size, size_t fill
   tm_slab_t *slab = tm_slab_of(a);
   bool medium = atomic_load_explicit(&slab->block_size, memory_order_relaxed) == 0;
   if (!whole && !medium && fill > TM_DETECT_EXIT_CHECK) fill = TM_DETECT_EXIT_CHECK;
-  size_t at = tm_detect_fill_check(p, fill, zero);
+  size_t at = medium ? tm_detect_fill_check(p, fill, zero) : tm_detect_small_fill_check(p, fill, zero);
   if (at != SIZE_MAX) tm_waf_fault(faults, p, size, at, "left the quarantine");
   if (medium) {
     if (heap) tm_quarantine_count(heap, 0, size, false);
@@ -181,22 +183,37 @@ static void tm_detect_release(tm_heap_t *heap, void *p, size_t size, size_t fill
   uint32_t index = tm_slab_index(slab, a & (TM_SLAB_SIZE - 1));
   uint64_t bit = 1ull << (index & 63);
   atomic_fetch_and_explicit(&slab->quarantine_bits[index >> 6], ~bit, memory_order_acq_rel);
+  if (heap && atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap && tm_slab_free_local(slab, index)) {
+    if (slab->used == 0 || slab->flags != 0) tm_heap_free_slow(heap, slab, faults);
+    return;
+  }
   tm_slab_free_remote(slab, index, p, heap);
 }
 
-/* Holds a claimed, checked, filled block: in `heap`'s quarantine, or (no
- * quarantine) freed at once. `zero`: the fill was zeros. */
-static void tm_detect_hold(tm_heap_t *heap, void *p, size_t size, size_t fill, bool zero, tm_faults_t *faults)
+/* Makes room in `heap`'s quarantine for a block of `size` bytes: the oldest
+ * blocks leave. Called before the new block is filled: a block leaving takes
+ * atomic read-modify-writes, which would wait for the fill's stores. Returns
+ * the quarantine, or NULL when there is none. */
+static tm_quarantine_t *tm_detect_make_room(tm_heap_t *heap, size_t size, tm_faults_t *faults)
 {
   tm_quarantine_t *q = heap ? tm_quarantine_of(heap) : NULL;
-  if (q == NULL) {
-    tm_detect_release(heap, p, size | zero, fill, true, faults);
-    return;
-  }
+  if (q == NULL) return NULL;
   struct tm_quarantine_entry_s old;
-  while (tm_quarantine_needs_room(q, size | zero) && tm_quarantine_pop(q, &old))
+  while (tm_quarantine_needs_room(q, size) && tm_quarantine_pop(q, &old))
     tm_detect_release(heap, old.p, old.size, old.fill, false, faults);
-  tm_quarantine_push(q, p, size | zero, fill);
+  return q;
+}
+
+/* Holds a claimed, checked, filled block: in the quarantine `q` (room made
+ * by tm_detect_make_room), or (no quarantine) freed at once. `zero`: the
+ * fill was zeros. */
+static void tm_detect_hold(tm_heap_t *heap, tm_quarantine_t *q, void *p, size_t size, size_t fill, bool zero,
+                           tm_faults_t *faults)
+{
+  if (q == NULL)
+    tm_detect_release(heap, p, size | zero, fill, true, faults);
+  else
+    tm_quarantine_push(q, p, size | zero, fill);
 }
 
 void tm_detect_flush(tm_heap_t *heap, tm_faults_t *faults)
@@ -235,18 +252,16 @@ static void tm_detect_free_small(const tm_ptr_t *ptr, void *p, tm_heap_t *heap, 
   _Atomic uint16_t *entry = tm_detect_small_entry(tm_segment_of(p), slab->slot, index);
   uint16_t stored = entry ? atomic_load_explicit(entry, memory_order_relaxed) : TM_DETECT_UNKNOWN;
   size_t requested = SIZE_MAX;
-  if (stored != TM_DETECT_UNKNOWN && !(stored & TM_DETECT_FREE16)) {
-    requested = stored - 1u;
-    size_t at = tm_detect_canary_check(p, requested, size);
-    if (at != SIZE_MAX) tm_overflow_fault(fault, p, requested, at);
-  }
+  if (stored != TM_DETECT_UNKNOWN && !(stored & TM_DETECT_FREE16)) requested = stored - 1u;
   bool zero = TM_OPTION(zero_on_free) != 0;
+  tm_quarantine_t *q = tm_detect_make_room(heap, size | zero, faults);
   size_t fill = tm_detect_fill_length(requested, size);
-  tm_detect_fill(p, fill, zero);
+  size_t at = tm_detect_small_retire(p, requested, size, fill, zero);
+  if (at != SIZE_MAX) tm_overflow_fault(fault, p, requested, at);
   if (entry)
     atomic_store_explicit(entry, (uint16_t)(TM_DETECT_FREE16 | (zero ? TM_DETECT_ZERO16 : 0) | (fill >> 4)),
                           memory_order_relaxed);
-  tm_detect_hold(heap, p, size, fill, zero, faults);
+  tm_detect_hold(heap, q, p, size, fill, zero, faults);
 }
 
 static void tm_detect_free_medium(void *p, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults)
@@ -270,7 +285,7 @@ static void tm_detect_free_medium(void *p, tm_heap_t *heap, tm_fault_t *fault, t
     atomic_store_explicit(entry, TM_DETECT_FREE32 | (zero ? TM_DETECT_ZERO32 : 0) | (uint32_t)(fill >> 4),
                           memory_order_relaxed);
   if (heap) tm_quarantine_count(heap, 0, usable, true);
-  tm_detect_hold(heap, p, usable, fill, zero, faults);
+  tm_detect_hold(heap, tm_detect_make_room(heap, usable | zero, faults), p, usable, fill, zero, faults);
 }
 
 static void tm_detect_free_large(tm_large_t *large, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults)
@@ -286,7 +301,7 @@ static void tm_detect_free_large(tm_large_t *large, tm_heap_t *heap, tm_fault_t 
   large->guarded = true;
   tm_os_protect((uint8_t *)large + TM_PAGE_SIZE, large->map_size - TM_PAGE_SIZE, false);
   if (heap) tm_quarantine_count(heap, 1, large->usable, true);
-  tm_detect_hold(heap, p, large->usable, 0, false, faults);
+  tm_detect_hold(heap, tm_detect_make_room(heap, large->usable, faults), p, large->usable, 0, false, faults);
 }
 
 void tm_detect_free(void *p, const tm_ptr_t *ptr, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults)
