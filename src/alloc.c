@@ -137,7 +137,13 @@ static TM_NOINLINE void *tm_malloc_detect(size_t size)
     void *p;
     if (slab != NULL && tm_slab_take_fast(slab, &p)) {
       tm_heap_count(heap, cls);
-      return tm_handed_out_slow(p, size, tm_class_size[cls], false, false, TM_OUT_SMALL);
+      /* No tool, junk or zeroing here (tm_malloc_slow checked): the mode's
+       * checks are all tm_handed_out_slow would do. */
+      tm_faults_t faults;
+      faults.count = 0;
+      tm_detect_small_out(p, size, tm_class_size[cls], &faults);
+      if (TM_UNLIKELY(faults.count)) tm_report_all("malloc", &faults);
+      return p;
     }
   }
   return tm_alloc(size, 0, false);
@@ -206,8 +212,7 @@ static void tm_free_small(tm_slab_t *slab, uint32_t index, void *p, tm_fault_t *
   uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_relaxed);
   uint32_t features = TM_FEATURES();
   if (features & TM_FEATURE_DETECT) { /* checks the block itself, claiming it */
-    tm_ptr_t ptr = {.kind = TM_PTR_SMALL, .slab = slab, .index = index, .block_size = size};
-    tm_detect_free(p, &ptr, heap == &tm_dead_heap ? NULL : heap, fault, faults);
+    tm_detect_free_small(slab, index, size, p, heap == &tm_dead_heap ? NULL : heap, fault, faults);
     return;
   }
   if (!tm_slab_block_live(slab, index) || tm_slab_block_held(slab, index)) {

@@ -12,12 +12,11 @@
 #include "os.h"
 #include "segment.h"
 
-static uint64_t tm_secret[2];
-static _Atomic int tm_secret_ready;
+uint64_t tm_secret[2];
+_Atomic int tm_secret_ready;
 
-static void tm_secret_init(void)
+void tm_secret_init_slow(void)
 {
-  if (atomic_load_explicit(&tm_secret_ready, memory_order_acquire)) return;
   const uint8_t *random = (const uint8_t *)getauxval(AT_RANDOM);
   uint64_t s[2] = {0x9e3779b97f4a7c15ull, 0xc2b2ae3d27d4eb4full};
   if (random) memcpy(s, random, sizeof s);
@@ -129,10 +128,6 @@ size_t tm_detect_canary_check(const uint8_t *p, size_t requested, size_t usable)
  * for it); zeros with zero_on_free. A constant byte makes the fill a memset
  * and its check a compare of 64 bytes per step against one vector: blocks
  * are 16-aligned and their sizes (and the edges below) multiples of 16. */
-static inline uint8_t tm_fill_byte(bool zero) { return zero ? 0 : (uint8_t)(tm_secret[1] | 0x80); }
-
-typedef uint8_t tm_v16 __attribute__((vector_size(16)));
-typedef uint64_t tm_v2x64 __attribute__((vector_size(16)));
 
 static size_t tm_fill_range_check(const uint8_t *p, size_t from, size_t to, uint8_t byte)
 {
@@ -180,148 +175,6 @@ size_t tm_detect_fill_check(const uint8_t *p, size_t size, bool zero)
   if (size <= 2 * TM_FILL_EDGE) return tm_fill_range_check(p, 0, size, byte);
   size_t at = tm_fill_range_check(p, 0, TM_FILL_EDGE, byte);
   return at != SIZE_MAX ? at : tm_fill_range_check(p, size - TM_FILL_EDGE, size, byte);
-}
-
-/* ---- Small blocks, 16 bytes per step ------------------------------------------------ */
-
-/* A small block is 16-aligned and its size, its fill and the end of its
- * canary are multiples of 16: the paths below work on whole 16-byte chunks,
- * without memset or byte loops, and find the exact offset of a difference
- * with the byte-exact checks above (only when there is one). */
-
-typedef int8_t tm_s16 __attribute__((vector_size(16)));
-
-static inline tm_v16 tm_v16_load(const uint8_t *p)
-{
-  tm_v16 v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-
-static inline void tm_v16_store(uint8_t *p, tm_v16 v) { memcpy(p, &v, sizeof v); }
-
-static inline bool tm_v16_any(tm_v16 v)
-{
-  tm_v2x64 w = (tm_v2x64)v;
-  return (w[0] | w[1]) != 0;
-}
-
-static inline tm_v16 tm_v16_splat(uint8_t byte)
-{
-  tm_v16 v = {0};
-  return v + byte;
-}
-
-/* The canary over the 16 bytes at a 16-aligned address a, byte for byte
- * tm_canary_byte: each byte is (secret byte | 0x80) ^ (mix & 0x7f), and the
- * second word's mix ((a + 8) >> 3 ^ (a + 8) >> 11) is the first's ^ 1 (bit
- * 3 of a is clear, so a + 8 carries nowhere). `base`: tm_canary_base(). */
-static inline tm_v16 tm_canary_base(void)
-{
-  uint64_t s = tm_secret[0] | 0x8080808080808080ull;
-  tm_v2x64 base = {s, s ^ 0x0101010101010101ull};
-  return (tm_v16)base;
-}
-
-static inline tm_v16 tm_canary_v16(tm_v16 base, uintptr_t a)
-{
-  return base ^ tm_v16_splat((uint8_t)(((a >> 3) ^ (a >> 11)) & 0x7f));
-}
-
-/* Lanes below k set (the request's bytes in the chunk the canary starts in). */
-static inline tm_v16 tm_v16_below(size_t k)
-{
-  const tm_s16 lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-  tm_s16 limit = {0};
-  limit += (int8_t)k;
-  return (tm_v16)(lane < limit);
-}
-
-static inline bool tm_small_by_chunks(const uint8_t *p, size_t usable)
-{
-  return __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ && (((uintptr_t)p | usable) & 15) == 0;
-}
-
-/* The fill differs somewhere in [0, size) (size a multiple of 16, at least
- * 16): every chunk is read, no early exit (a difference is rare; an exit
- * at an unpredictable point costs more than the loads it saves). Up to 64
- * bytes, four loads that overlap as needed; above, 64 bytes per step and the
- * last 64 bytes again. */
-static inline bool tm_fill_differs(const uint8_t *p, size_t size, tm_v16 want)
-{
-  tm_v16 acc;
-  if (size <= 64) {
-    size_t last = size - 16, mid1 = last < 16 ? last : 16, mid2 = last < 32 ? last : 32;
-    acc = (tm_v16_load(p) ^ want) | (tm_v16_load(p + mid1) ^ want) | (tm_v16_load(p + mid2) ^ want) |
-          (tm_v16_load(p + last) ^ want);
-    return tm_v16_any(acc);
-  }
-  acc = (tm_v16_load(p + size - 64) ^ want) | (tm_v16_load(p + size - 48) ^ want) |
-        (tm_v16_load(p + size - 32) ^ want) | (tm_v16_load(p + size - 16) ^ want);
-  for (size_t i = 0; i + 64 <= size; i += 64)
-    acc |= (tm_v16_load(p + i) ^ want) | (tm_v16_load(p + i + 16) ^ want) | (tm_v16_load(p + i + 32) ^ want) |
-           (tm_v16_load(p + i + 48) ^ want);
-  return tm_v16_any(acc);
-}
-
-size_t tm_detect_small_fill_check(const uint8_t *p, size_t size, bool zero)
-{
-  tm_secret_init();
-  uint8_t byte = tm_fill_byte(zero);
-  if (!tm_small_by_chunks(p, size) || size == 0) return tm_detect_fill_check(p, size, zero);
-  if (!tm_fill_differs(p, size, tm_v16_splat(byte))) return SIZE_MAX;
-  return tm_fill_range_check(p, 0, size, byte);
-}
-
-size_t tm_detect_small_hand_out(uint8_t *p, size_t fill, bool zero, size_t requested, size_t usable)
-{
-  tm_secret_init();
-  if (!tm_small_by_chunks(p, usable)) {
-    size_t at = fill ? tm_detect_fill_check(p, fill, zero) : SIZE_MAX;
-    tm_detect_canary_write(p, requested, usable);
-    return at;
-  }
-  size_t at = SIZE_MAX;
-  if (fill && tm_fill_differs(p, fill, tm_v16_splat(tm_fill_byte(zero))))
-    at = tm_fill_range_check(p, 0, fill, tm_fill_byte(zero));
-  size_t end = tm_canary_end(requested, usable);
-  if (requested >= end) return at;
-  tm_v16 base = tm_canary_base();
-  size_t i = requested & ~(size_t)15;
-  tm_v16 keep = tm_v16_below(requested & 15);
-  tm_v16_store(p + i, (tm_v16_load(p + i) & keep) | (tm_canary_v16(base, (uintptr_t)p + i) & ~keep));
-  for (i += 16; i < end; i += 16)
-    tm_v16_store(p + i, tm_canary_v16(base, (uintptr_t)p + i));
-  return at;
-}
-
-size_t tm_detect_small_retire(uint8_t *p, size_t requested, size_t usable, size_t fill, bool zero)
-{
-  tm_secret_init();
-  uint8_t byte = tm_fill_byte(zero);
-  if (!tm_small_by_chunks(p, usable) || (fill & 15) != 0) {
-    size_t at = requested < usable ? tm_detect_canary_check(p, requested, usable) : SIZE_MAX;
-    tm_detect_fill(p, fill, zero);
-    return at;
-  }
-  size_t at = SIZE_MAX;
-  size_t end = requested < usable ? tm_canary_end(requested, usable) : 0;
-  if (requested < end) {
-    tm_v16 base = tm_canary_base();
-    size_t i = requested & ~(size_t)15;
-    tm_v16 diff = (tm_v16_load(p + i) ^ tm_canary_v16(base, (uintptr_t)p + i)) & ~tm_v16_below(requested & 15);
-    for (i += 16; i < end; i += 16)
-      diff |= tm_v16_load(p + i) ^ tm_canary_v16(base, (uintptr_t)p + i);
-    if (tm_v16_any(diff)) at = tm_detect_canary_check(p, requested, usable);
-  }
-  if (fill > 256) {
-    memset(p, byte, fill);
-    return at;
-  }
-  tm_v16 v = tm_v16_splat(byte);
-  for (size_t i = 0; i < fill; i += 16)
-    tm_v16_store(p + i, v);
-  return at;
 }
 
 /* ---- Side tables ---------------------------------------------------------------- */

@@ -7,6 +7,8 @@
 #ifndef TM_DETECT_H
 #define TM_DETECT_H
 
+#include <string.h>
+
 #include "error.h"
 #include "options.h"
 #include "types.h"
@@ -43,6 +45,137 @@ TM_INLINE size_t tm_detect_fill_length(size_t requested, size_t usable)
   if (requested == SIZE_MAX) return usable;
   size_t end = ((requested + 15) & ~(size_t)15) + TM_DETECT_CANARY_MAX;
   return end < usable ? end : usable;
+}
+
+/* The process secret the canary and the fill derive from (detect.c), set
+ * up by the first check or fill. */
+extern uint64_t tm_secret[2] TM_HIDDEN;
+extern _Atomic int tm_secret_ready TM_HIDDEN;
+void tm_secret_init_slow(void) TM_HIDDEN;
+
+TM_INLINE void tm_secret_init(void)
+{
+  if (TM_UNLIKELY(!atomic_load_explicit(&tm_secret_ready, memory_order_acquire))) tm_secret_init_slow();
+}
+
+/* The fill's byte: from the secret, top bit set; zeros with zero_on_free. */
+TM_INLINE uint8_t tm_fill_byte(bool zero) { return zero ? 0 : (uint8_t)(tm_secret[1] | 0x80); }
+
+/* ---- Small blocks, 16 bytes per step ---------------------------------------------
+ * A small block is 16-aligned and its size, its fill and the end of its
+ * canary are multiples of 16: the common paths (quarantine.c) check and
+ * write them in whole 16-byte chunks, inline, without memset or byte loops;
+ * only when a chunk differs do the byte-exact checks of detect.c find the
+ * offset. Little-endian machines only (tm_chunks_usable): the canary's bytes
+ * are laid out as tm_canary_word's. */
+typedef uint8_t tm_v16 __attribute__((vector_size(16)));
+typedef int8_t tm_s16 __attribute__((vector_size(16)));
+typedef uint64_t tm_v2x64 __attribute__((vector_size(16)));
+
+TM_INLINE bool tm_chunks_usable(void) { return __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__; }
+
+TM_INLINE tm_v16 tm_v16_load(const uint8_t *p)
+{
+  tm_v16 v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+
+TM_INLINE void tm_v16_store(uint8_t *p, tm_v16 v) { memcpy(p, &v, sizeof v); }
+
+TM_INLINE bool tm_v16_any(tm_v16 v)
+{
+  tm_v2x64 w = (tm_v2x64)v;
+  return (w[0] | w[1]) != 0;
+}
+
+TM_INLINE tm_v16 tm_v16_splat(uint8_t byte)
+{
+  tm_v16 v = {0};
+  return v + byte;
+}
+
+/* Lanes below k set: the request's bytes in the chunk its canary starts in. */
+TM_INLINE tm_v16 tm_v16_below(size_t k)
+{
+  const tm_s16 lane = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+  tm_s16 limit = {0};
+  limit += (int8_t)k;
+  return (tm_v16)(lane < limit);
+}
+
+/* The canary of the 16 bytes at a 16-aligned address a, byte for byte
+ * detect.c's tm_canary_byte: byte i is (secret byte | 0x80) ^ (mix & 0x7f),
+ * and the second word's mix ((a + 8) >> 3 ^ (a + 8) >> 11) is the first's ^ 1
+ * (bit 3 of a is clear: a + 8 carries nowhere). `base`: tm_canary_base(). */
+TM_INLINE tm_v16 tm_canary_base(void)
+{
+  uint64_t s = tm_secret[0] | 0x8080808080808080ull;
+  tm_v2x64 base = {s, s ^ 0x0101010101010101ull};
+  return (tm_v16)base;
+}
+
+TM_INLINE tm_v16 tm_canary_chunk(tm_v16 base, uintptr_t a)
+{
+  return base ^ tm_v16_splat((uint8_t)(((a >> 3) ^ (a >> 11)) & 0x7f));
+}
+
+/* Whether [0, size) of p differs from `want` anywhere (size a multiple of
+ * 16, at least 16). Every chunk is read, no early exit: a difference is rare,
+ * and an exit at an unpredictable point costs more than the loads it saves.
+ * Up to 64 bytes: four loads that overlap as needed; above: 64 bytes per
+ * step, and the last 64 bytes once more. */
+TM_INLINE bool tm_chunks_differ(const uint8_t *p, size_t size, tm_v16 want)
+{
+  tm_v16 acc;
+  if (size <= 64) {
+    size_t last = size - 16, mid1 = last < 16 ? last : 16, mid2 = last < 32 ? last : 32;
+    acc = (tm_v16_load(p) ^ want) | (tm_v16_load(p + mid1) ^ want) | (tm_v16_load(p + mid2) ^ want) |
+          (tm_v16_load(p + last) ^ want);
+    return tm_v16_any(acc);
+  }
+  acc = (tm_v16_load(p + size - 64) ^ want) | (tm_v16_load(p + size - 48) ^ want) |
+        (tm_v16_load(p + size - 32) ^ want) | (tm_v16_load(p + size - 16) ^ want);
+  for (size_t i = 0; i + 64 <= size; i += 64)
+    acc |= (tm_v16_load(p + i) ^ want) | (tm_v16_load(p + i + 16) ^ want) | (tm_v16_load(p + i + 32) ^ want) |
+           (tm_v16_load(p + i + 48) ^ want);
+  return tm_v16_any(acc);
+}
+
+/* Canary chunks over [requested, end) (end a multiple of 16, past
+ * requested): the first keeps the request's bytes. */
+TM_INLINE void tm_canary_chunks_write(uint8_t *p, size_t requested, size_t end)
+{
+  tm_v16 base = tm_canary_base();
+  size_t i = requested & ~(size_t)15;
+  tm_v16 keep = tm_v16_below(requested & 15);
+  tm_v16_store(p + i, (tm_v16_load(p + i) & keep) | (tm_canary_chunk(base, (uintptr_t)p + i) & ~keep));
+  for (i += 16; i < end; i += 16)
+    tm_v16_store(p + i, tm_canary_chunk(base, (uintptr_t)p + i));
+}
+
+/* Whether a canary byte of [requested, end) changed. */
+TM_INLINE bool tm_canary_chunks_differ(const uint8_t *p, size_t requested, size_t end)
+{
+  tm_v16 base = tm_canary_base();
+  size_t i = requested & ~(size_t)15;
+  tm_v16 diff = (tm_v16_load(p + i) ^ tm_canary_chunk(base, (uintptr_t)p + i)) & ~tm_v16_below(requested & 15);
+  for (i += 16; i < end; i += 16)
+    diff |= tm_v16_load(p + i) ^ tm_canary_chunk(base, (uintptr_t)p + i);
+  return tm_v16_any(diff);
+}
+
+/* Fills [0, size) with `byte` (size a multiple of 16); memset beyond 256
+ * bytes, where its wider stores pay for the call. */
+TM_INLINE void tm_fill_chunks(uint8_t *p, size_t size, uint8_t byte)
+{
+  if (size > 256) {
+    memset(p, byte, size);
+    return;
+  }
+  tm_v16 v = tm_v16_splat(byte);
+  for (size_t i = 0; i < size; i += 16)
+    tm_v16_store(p + i, v);
 }
 
 /* The per-segment side table, mapped on first use. */
@@ -101,18 +234,6 @@ size_t tm_detect_canary_check(const uint8_t *p, size_t requested, size_t usable)
 void tm_detect_fill(uint8_t *p, size_t size, bool zero) TM_HIDDEN;
 /* The offset of the first byte of a filled block that changed, or SIZE_MAX. */
 size_t tm_detect_fill_check(const uint8_t *p, size_t size, bool zero) TM_HIDDEN;
-
-/* The same for a small block (16-aligned, a multiple of 16 bytes), in one
- * call each, 16 bytes per step. tm_detect_small_fill_check: the offset of
- * the first byte of [0, size) that differs from the fill, or SIZE_MAX.
- * tm_detect_small_hand_out: the block is handed out for `requested` bytes:
- * its fill (`fill` bytes, 0: none) is checked (the first changed byte, or
- * SIZE_MAX) and the canary written. tm_detect_small_retire: a freed block's
- * canary is checked (the first changed byte, or SIZE_MAX; `requested` may be
- * SIZE_MAX: unknown, no canary), then `fill` bytes filled. */
-size_t tm_detect_small_fill_check(const uint8_t *p, size_t size, bool zero) TM_HIDDEN;
-size_t tm_detect_small_hand_out(uint8_t *p, size_t fill, bool zero, size_t requested, size_t usable) TM_HIDDEN;
-size_t tm_detect_small_retire(uint8_t *p, size_t requested, size_t usable, size_t fill, bool zero) TM_HIDDEN;
 
 /* Maps the calling heap's quarantine; NULL when none (quarantine_count 0). */
 tm_quarantine_t *tm_quarantine_map(tm_heap_t *heap) TM_HIDDEN;

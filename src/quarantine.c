@@ -50,18 +50,31 @@ static void tm_overflow_fault(tm_fault_t *fault, const void *p, size_t requested
 
 void tm_detect_small_out(void *p, size_t requested, size_t usable, tm_faults_t *faults)
 {
+  uint8_t *b = p;
   tm_slab_t *slab = tm_slab_of((uintptr_t)p);
   uint32_t index = tm_slab_index(slab, (uintptr_t)p & (TM_SLAB_SIZE - 1));
   _Atomic uint16_t *entry = tm_detect_small_entry(tm_segment_of(p), slab->slot, index);
   if (entry == NULL) return;
   uint16_t mark = atomic_load_explicit(entry, memory_order_relaxed);
+  bool zero = (mark & TM_DETECT_ZERO16) != 0;
   size_t fill = 0;
   if (mark & TM_DETECT_FREE16) {
     fill = (size_t)(mark & (TM_DETECT_ZERO16 - 1)) << 4;
     if (fill > usable) fill = usable;
   }
-  size_t at = tm_detect_small_hand_out(p, fill, (mark & TM_DETECT_ZERO16) != 0, requested, usable);
-  if (at != SIZE_MAX) tm_waf_fault(faults, p, usable, at, "was handed out again");
+  if (!tm_chunks_usable()) {
+    size_t at = fill ? tm_detect_fill_check(b, fill, zero) : SIZE_MAX;
+    if (at != SIZE_MAX) tm_waf_fault(faults, p, usable, at, "was handed out again");
+    tm_detect_canary_write(b, requested, usable);
+  } else {
+    tm_secret_init();
+    if (fill && tm_chunks_differ(b, fill, tm_v16_splat(tm_fill_byte(zero)))) {
+      size_t at = tm_detect_fill_check(b, fill, zero); /* the first changed byte */
+      if (at != SIZE_MAX) tm_waf_fault(faults, p, usable, at, "was handed out again");
+    }
+    size_t end = tm_detect_fill_length(requested, usable);
+    if (requested < end) tm_canary_chunks_write(b, requested, end);
+  }
   atomic_store_explicit(entry, (uint16_t)(requested + 1), memory_order_relaxed);
 }
 
@@ -171,14 +184,19 @@ static void tm_detect_release(tm_heap_t *heap, void *p, size_t size, size_t fill
     return;
   }
   tm_slab_t *slab = tm_slab_of(a);
-  bool medium = atomic_load_explicit(&slab->block_size, memory_order_relaxed) == 0;
-  if (!whole && !medium && fill > TM_DETECT_EXIT_CHECK) fill = TM_DETECT_EXIT_CHECK;
-  size_t at = medium ? tm_detect_fill_check(p, fill, zero) : tm_detect_small_fill_check(p, fill, zero);
-  if (at != SIZE_MAX) tm_waf_fault(faults, p, size, at, "left the quarantine");
-  if (medium) {
+  if (atomic_load_explicit(&slab->block_size, memory_order_relaxed) == 0) { /* medium */
+    size_t at = tm_detect_fill_check(p, fill, zero);
+    if (at != SIZE_MAX) tm_waf_fault(faults, p, size, at, "left the quarantine");
     if (heap) tm_quarantine_count(heap, 0, size, false);
     tm_medium_release(heap, p, size >> TM_PAGE_SHIFT);
     return;
+  }
+  if (!whole && fill > TM_DETECT_EXIT_CHECK) fill = TM_DETECT_EXIT_CHECK;
+  tm_secret_init();
+  bool differs = !tm_chunks_usable() || (fill && tm_chunks_differ(p, fill, tm_v16_splat(tm_fill_byte(zero))));
+  if (differs) { /* or cannot tell: the first changed byte */
+    size_t at = tm_detect_fill_check(p, fill, zero);
+    if (at != SIZE_MAX) tm_waf_fault(faults, p, size, at, "left the quarantine");
   }
   uint32_t index = tm_slab_index(slab, a & (TM_SLAB_SIZE - 1));
   uint64_t bit = 1ull << (index & 63);
@@ -239,10 +257,9 @@ void tm_detect_check_at_exit(tm_heap_t *heap, tm_faults_t *faults)
 
 /* ---- The checked free ------------------------------------------------------------------ */
 
-static void tm_detect_free_small(const tm_ptr_t *ptr, void *p, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults)
+void tm_detect_free_small(tm_slab_t *slab, uint32_t index, uint32_t size, void *p, tm_heap_t *heap, tm_fault_t *fault,
+                          tm_faults_t *faults)
 {
-  tm_slab_t *slab = ptr->slab;
-  uint32_t index = ptr->index, size = ptr->block_size;
   uint64_t bit = 1ull << (index & 63);
   if (!tm_slab_block_live(slab, index) ||
       (atomic_fetch_or_explicit(&slab->quarantine_bits[index >> 6], bit, memory_order_acq_rel) & bit)) {
@@ -255,9 +272,20 @@ static void tm_detect_free_small(const tm_ptr_t *ptr, void *p, tm_heap_t *heap, 
   if (stored != TM_DETECT_UNKNOWN && !(stored & TM_DETECT_FREE16)) requested = stored - 1u;
   bool zero = TM_OPTION(zero_on_free) != 0;
   tm_quarantine_t *q = tm_detect_make_room(heap, size | zero, faults);
-  size_t fill = tm_detect_fill_length(requested, size);
-  size_t at = tm_detect_small_retire(p, requested, size, fill, zero);
-  if (at != SIZE_MAX) tm_overflow_fault(fault, p, requested, at);
+  size_t fill = tm_detect_fill_length(requested, size); /* where the canary ends, too */
+  uint8_t *b = p;
+  if (!tm_chunks_usable()) {
+    size_t at = requested < size ? tm_detect_canary_check(b, requested, size) : SIZE_MAX;
+    if (at != SIZE_MAX) tm_overflow_fault(fault, p, requested, at);
+    tm_detect_fill(b, fill, zero);
+  } else {
+    tm_secret_init();
+    if (requested < fill && tm_canary_chunks_differ(b, requested, fill)) {
+      size_t at = tm_detect_canary_check(b, requested, size); /* the first changed byte */
+      if (at != SIZE_MAX) tm_overflow_fault(fault, p, requested, at);
+    }
+    tm_fill_chunks(b, fill, tm_fill_byte(zero));
+  }
   if (entry)
     atomic_store_explicit(entry, (uint16_t)(TM_DETECT_FREE16 | (zero ? TM_DETECT_ZERO16 : 0) | (fill >> 4)),
                           memory_order_relaxed);
@@ -307,7 +335,7 @@ static void tm_detect_free_large(tm_large_t *large, tm_heap_t *heap, tm_fault_t 
 void tm_detect_free(void *p, const tm_ptr_t *ptr, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults)
 {
   if (ptr->kind == TM_PTR_SMALL)
-    tm_detect_free_small(ptr, p, heap, fault, faults);
+    tm_detect_free_small(ptr->slab, ptr->index, ptr->block_size, p, heap, fault, faults);
   else if (ptr->kind == TM_PTR_MEDIUM)
     tm_detect_free_medium(p, heap, fault, faults);
   else if (ptr->kind == TM_PTR_LARGE)

@@ -14,6 +14,10 @@
 void tm_detect_small_out(void *p, size_t requested, size_t usable, tm_faults_t *faults) TM_HIDDEN;
 void tm_detect_medium_out(void *p, size_t requested, size_t usable, tm_faults_t *faults) TM_HIDDEN;
 void tm_detect_large_out(void *p, size_t requested, size_t usable) TM_HIDDEN;
+/* A checked free of block `index` (of `size` bytes) of a carved slab,
+ * tm_detect_free's for small blocks. */
+void tm_detect_free_small(tm_slab_t *slab, uint32_t index, uint32_t size, void *p, tm_heap_t *heap, tm_fault_t *fault,
+                          tm_faults_t *faults) TM_HIDDEN;
 /* A checked free of a classified block (`heap` may be NULL: no quarantine). */
 void tm_detect_free(void *p, const tm_ptr_t *ptr, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults) TM_HIDDEN;
 /* Releases every block of `heap`'s quarantine (thread exit, trim). */
