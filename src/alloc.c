@@ -206,7 +206,7 @@ int tinyposix_memalign(void **out, size_t alignment, size_t size)
 /* A free of block `index` of a carved slab that is not the fast path's: a
  * block of another thread's (or an abandoned) slab while an option is on, a
  * double free, or any free in detection mode or with junk or zero filling. */
-static void tm_free_small(tm_slab_t *slab, uint32_t index, void *p, tm_fault_t *fault, tm_faults_t *faults)
+TM_INLINE void tm_free_small(tm_slab_t *slab, uint32_t index, void *p, tm_fault_t *fault, tm_faults_t *faults)
 {
   tm_heap_t *heap = tm_thread_heap;
   uint32_t size = atomic_load_explicit(&slab->block_size, memory_order_relaxed);

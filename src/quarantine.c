@@ -170,25 +170,37 @@ void *tm_detect_resize(void *p, const tm_ptr_t *ptr, size_t usable, size_t size)
  * most: the object's header): it is checked whole when it is handed out
  * again, and a third pass over every freed block cost more than any other
  * part of the mode. A medium run is checked whole: the arena may take it
- * back and forget its fill. */
-static void tm_detect_release(tm_heap_t *heap, void *p, size_t size, size_t fill, bool whole, tm_faults_t *faults)
+ * back and forget its fill. The small path is inline (every free in the
+ * mode takes it); the two rare kinds are not. */
+static TM_NOINLINE void tm_detect_release_large(tm_heap_t *heap, void *p, size_t size)
+{
+  tm_fault_t ignored;
+  tm_large_t *large = tm_large_find(p, &ignored);
+  if (heap) tm_quarantine_count(heap, 1, size, false);
+  if (large) tm_large_release(large);
+}
+
+static TM_NOINLINE void tm_detect_release_medium(tm_heap_t *heap, void *p, size_t size, size_t fill, bool zero,
+                                                 tm_faults_t *faults)
+{
+  size_t at = tm_detect_fill_check(p, fill, zero);
+  if (at != SIZE_MAX) tm_waf_fault(faults, p, size, at, "left the quarantine");
+  if (heap) tm_quarantine_count(heap, 0, size, false);
+  tm_medium_release(heap, p, size >> TM_PAGE_SHIFT);
+}
+
+TM_INLINE void tm_detect_release(tm_heap_t *heap, void *p, size_t size, size_t fill, bool whole, tm_faults_t *faults)
 {
   uintptr_t a = (uintptr_t)p;
   bool zero = size & 1;
   size &= ~(size_t)1;
-  if (tm_segmap_kind(a) != TM_SEG_ARENA) { /* large: inaccessible while it waited */
-    tm_fault_t ignored;
-    tm_large_t *large = tm_large_find(p, &ignored);
-    if (heap) tm_quarantine_count(heap, 1, size, false);
-    if (large) tm_large_release(large);
+  if (tm_segmap_kind(a) != TM_SEG_ARENA) {
+    tm_detect_release_large(heap, p, size);
     return;
   }
   tm_slab_t *slab = tm_slab_of(a);
-  if (atomic_load_explicit(&slab->block_size, memory_order_relaxed) == 0) { /* medium */
-    size_t at = tm_detect_fill_check(p, fill, zero);
-    if (at != SIZE_MAX) tm_waf_fault(faults, p, size, at, "left the quarantine");
-    if (heap) tm_quarantine_count(heap, 0, size, false);
-    tm_medium_release(heap, p, size >> TM_PAGE_SHIFT);
+  if (atomic_load_explicit(&slab->block_size, memory_order_relaxed) == 0) {
+    tm_detect_release_medium(heap, p, size, fill, zero, faults);
     return;
   }
   if (!whole && fill > TM_DETECT_EXIT_CHECK) fill = TM_DETECT_EXIT_CHECK;
@@ -201,6 +213,9 @@ static void tm_detect_release(tm_heap_t *heap, void *p, size_t size, size_t fill
   uint32_t index = tm_slab_index(slab, a & (TM_SLAB_SIZE - 1));
   uint64_t bit = 1ull << (index & 63);
   atomic_fetch_and_explicit(&slab->quarantine_bits[index >> 6], ~bit, memory_order_acq_rel);
+  /* The freeing thread's own slab (the common case: a thread frees what it
+   * allocated): its local free, without the remote path's atomics and the
+   * later merge. The block is live there (claimed, so no remote bit). */
   if (heap && atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap && tm_slab_free_local(slab, index)) {
     if (slab->used == 0 || slab->flags != 0) tm_heap_free_slow(heap, slab, faults);
     return;
@@ -222,16 +237,22 @@ static tm_quarantine_t *tm_detect_make_room(tm_heap_t *heap, size_t size, tm_fau
   return q;
 }
 
+static TM_NOINLINE void tm_detect_release_now(tm_heap_t *heap, void *p, size_t size, size_t fill, bool zero,
+                                              tm_faults_t *faults)
+{
+  tm_detect_release(heap, p, size | zero, fill, true, faults);
+}
+
 /* Holds a claimed, checked, filled block: in the quarantine `q` (room made
  * by tm_detect_make_room), or (no quarantine) freed at once. `zero`: the
  * fill was zeros. */
-static void tm_detect_hold(tm_heap_t *heap, tm_quarantine_t *q, void *p, size_t size, size_t fill, bool zero,
-                           tm_faults_t *faults)
+TM_INLINE void tm_detect_hold(tm_heap_t *heap, tm_quarantine_t *q, void *p, size_t size, size_t fill, bool zero,
+                              tm_faults_t *faults)
 {
-  if (q == NULL)
-    tm_detect_release(heap, p, size | zero, fill, true, faults);
-  else
+  if (TM_LIKELY(q != NULL))
     tm_quarantine_push(q, p, size | zero, fill);
+  else
+    tm_detect_release_now(heap, p, size, fill, zero, faults);
 }
 
 void tm_detect_flush(tm_heap_t *heap, tm_faults_t *faults)
