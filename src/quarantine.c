@@ -5,7 +5,8 @@
  * the canary is checked (heap overflow); the block is filled (large: made
  * inaccessible instead) and waits in the freeing thread's quarantine. When
  * it leaves, the fill is checked (write after free) and the block is freed
- * for real: a small one through the remote path (whoever owns its slab
+ * for real: a small one through its owner's local path when the freeing
+ * thread owns its slab, else through the remote path (whoever owns its slab
  * merges it), a medium one to the cache or the arena, a large one unmapped.
  * A small or medium block handed out again is checked once more. */
 #include "quarantine.h"
