@@ -166,13 +166,15 @@ void *tm_detect_resize(void *p, const tm_ptr_t *ptr, size_t usable, size_t size)
 /* ---- Release ------------------------------------------------------------------------ */
 
 /* A block leaves the quarantine: its fill is checked, then it is freed. A
- * small block's check is complete when `whole` (thread exit, trim), else of
- * its first TM_DETECT_EXIT_CHECK bytes (where a stale pointer's writes land
- * most: the object's header): it is checked whole when it is handed out
- * again, and a third pass over every freed block cost more than any other
- * part of the mode. A medium run is checked whole: the arena may take it
- * back and forget its fill. The small path is inline (every free in the
- * mode takes it); the two rare kinds are not. */
+ * small block's check covers the first `check` bytes of its fill: all of
+ * them at thread exit and trim (SIZE_MAX), else TM_DETECT_EXIT_CHECK (where
+ * a stale pointer's writes land most: the object's header; it is checked
+ * whole when it is handed out again, and a third pass over every freed
+ * block cost more than any other part of the mode), or none when there is
+ * no quarantine and the fill was written just now (nothing ran since; the
+ * hand-out check covers it as before). A medium run is checked whole: the
+ * arena may take it back and forget its fill. The small path is inline
+ * (every free in the mode takes it); the two rare kinds are not. */
 static TM_NOINLINE void tm_detect_release_large(tm_heap_t *heap, void *p, size_t size)
 {
   tm_fault_t ignored;
@@ -190,7 +192,7 @@ static TM_NOINLINE void tm_detect_release_medium(tm_heap_t *heap, void *p, size_
   tm_medium_release(heap, p, size >> TM_PAGE_SHIFT);
 }
 
-TM_INLINE void tm_detect_release(tm_heap_t *heap, void *p, size_t size, size_t fill, bool whole, tm_faults_t *faults)
+TM_INLINE void tm_detect_release(tm_heap_t *heap, void *p, size_t size, size_t fill, size_t check, tm_faults_t *faults)
 {
   uintptr_t a = (uintptr_t)p;
   bool zero = size & 1;
@@ -204,7 +206,7 @@ TM_INLINE void tm_detect_release(tm_heap_t *heap, void *p, size_t size, size_t f
     tm_detect_release_medium(heap, p, size, fill, zero, faults);
     return;
   }
-  if (!whole && fill > TM_DETECT_EXIT_CHECK) fill = TM_DETECT_EXIT_CHECK;
+  if (fill > check) fill = check;
   tm_secret_init();
   bool differs = !tm_chunks_usable() || (fill && tm_chunks_differ(p, fill, tm_v16_splat(tm_fill_byte(zero))));
   if (differs) { /* or cannot tell: the first changed byte */
@@ -234,14 +236,14 @@ static tm_quarantine_t *tm_detect_make_room(tm_heap_t *heap, size_t size, tm_fau
   if (q == NULL) return NULL;
   struct tm_quarantine_entry_s old;
   while (tm_quarantine_needs_room(q, size) && tm_quarantine_pop(q, &old))
-    tm_detect_release(heap, old.p, old.size, old.fill, false, faults);
+    tm_detect_release(heap, old.p, old.size, old.fill, TM_DETECT_EXIT_CHECK, faults);
   return q;
 }
 
 static TM_NOINLINE void tm_detect_release_now(tm_heap_t *heap, void *p, size_t size, size_t fill, bool zero,
                                               tm_faults_t *faults)
 {
-  tm_detect_release(heap, p, size | zero, fill, true, faults);
+  tm_detect_release(heap, p, size | zero, fill, 0, faults);
 }
 
 /* Holds a claimed, checked, filled block: in the quarantine `q` (room made
@@ -261,7 +263,7 @@ void tm_detect_flush(tm_heap_t *heap, tm_faults_t *faults)
   if (heap == NULL || heap->quarantine == NULL) return;
   struct tm_quarantine_entry_s old;
   while (tm_quarantine_pop(heap->quarantine, &old))
-    tm_detect_release(heap, old.p, old.size, old.fill, true, faults);
+    tm_detect_release(heap, old.p, old.size, old.fill, SIZE_MAX, faults);
   tm_quarantine_release(heap);
 }
 
