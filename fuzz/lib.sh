@@ -124,13 +124,20 @@ tmf_afl_env() {
 # Replays the corpus under non-default options read from the environment at
 # initialisation (junk, immediate or disabled purge, verbose, a fixed arena
 # count, statistics at exit, unknown names and bad values that must be
-# ignored with a warning). Usage: tmf_replay_with_env_options BUILD_FUZZ_DIR ROOT
+# ignored with a warning), and every corpus in the detection mode: the
+# libFuzzer targets are ASan builds, where the mode is a no-op, so only this
+# plain replay (and AFL++) runs the mode's paths under the harnesses' ops.
+# Usage: tmf_replay_with_env_options BUILD_FUZZ_DIR ROOT
 tmf_replay_with_env_options() {
-  local bin=$1 root=$2
+  local bin=$1 root=$2 h
   env TINYMALLOC_JUNK=on TINYMALLOC_PURGE_DELAY_MS=0 TINYMALLOC_VERBOSE=yes TINYMALLOC_ARENAS=3 \
     TINYMALLOC_SHOW_STATS=2 TINYMALLOC_NO_SUCH_OPTION=1 TINYMALLOC_SHOW_ERRORS=5x \
     "$bin/replay_ops" "$root/corpus/ops" 2>/dev/null || return 1
   env TINYMALLOC_PURGE_DELAY_MS=-1 TINYMALLOC_ARENAS=1 TINYMALLOC_JUNK=false TINYMALLOC_SHOW_STATS=1 \
     "$bin/replay_threads" "$root/corpus/threads" 2>/dev/null || return 1
-  env TINYMALLOC_SHOW_ERRORS=off TINYMALLOC_PURGE_DELAY_MS=1000 "$bin/replay_misuse" "$root/corpus/misuse" 2>/dev/null
+  env TINYMALLOC_SHOW_ERRORS=off TINYMALLOC_PURGE_DELAY_MS=1000 "$bin/replay_misuse" "$root/corpus/misuse" 2>/dev/null ||
+    return 1
+  for h in ops threads misuse; do
+    env TINYMALLOC_DETECT=1 "$bin/replay_$h" "$root/corpus/$h" 2>/dev/null || return 1
+  done
 }

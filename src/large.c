@@ -217,7 +217,7 @@ tm_large_t *tm_large_find(const void *p, tm_fault_t *fault)
   if (kind != TM_SEG_LARGE_HEAD) {
     /* The caller saw a live large block here a moment ago: another thread's
      * free of it (a racing double free) may have given it back since. */
-    if (kind == TM_SEG_FREED_LARGE && ((uintptr_t)p & (TM_PAGE_SIZE - 1)) == 0)
+    if (kind == TM_SEG_FREED_LARGE && tm_large_freed_start(p))
       tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, "large block already freed", 0, NULL);
     else if (kind == TM_SEG_FREED_LARGE)
       tm_fault_set(fault, TINYMALLOC_ERROR_INVALID_FREE, p, "points into memory tinymalloc already returned to the OS",

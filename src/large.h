@@ -15,6 +15,18 @@ TM_INLINE uint8_t *tm_large_user(const tm_large_t *large) { return (uint8_t *)la
  * Alignment 0 (detection mode): a fresh mapping whose block ends against a
  * guard page, 16-byte aligned. */
 void *tm_large_alloc(tm_arena_t *arena, size_t need, size_t alignment, bool *clean, size_t *usable) TM_HIDDEN;
+/* Whether p may be where a large block started, in a segment marked freed:
+ * a page boundary (a plain block, or one aligned to more), or a 16-byte
+ * boundary in the page after its segment's first, the header's (detection
+ * mode's guarded blocks end against their guard page). A free there is a
+ * double free of a block already given back; anywhere else in such memory,
+ * an invalid free. */
+TM_INLINE bool tm_large_freed_start(const void *p)
+{
+  uintptr_t a = (uintptr_t)p, in_seg = a & TM_SEGMENT_MASK;
+  return (a & (TM_PAGE_SIZE - 1)) == 0 || ((a & 15) == 0 && in_seg > TM_PAGE_SIZE && in_seg < 2 * TM_PAGE_SIZE);
+}
+
 /* The header of the large block `p` starts, or NULL with `fault` filled.
  * The segment map is consulted before any header is read. */
 tm_large_t *tm_large_find(const void *p, tm_fault_t *fault) TM_HIDDEN;

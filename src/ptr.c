@@ -1,19 +1,19 @@
 /* ptr.c owns the classification of a pointer handed back by the program (see
  * ptr.h): segment map first, then the slab slot's geometry or the large
  * header, and the fault that explains a pointer that is none of ours. */
-#include "large.h"
 #include "ptr.h"
+#include "large.h"
 #include "segmap.h"
 #include "segment.h"
 #include "slab.h"
 
 static void tm_classify_freed(uint8_t kind, const void *p, tm_fault_t *fault)
 {
-  if (kind == TM_SEG_FREED_LARGE && ((uintptr_t)p & (TM_PAGE_SIZE - 1)) == 0)
+  if (kind == TM_SEG_FREED_LARGE && tm_large_freed_start(p))
     tm_fault_set(fault, TINYMALLOC_ERROR_DOUBLE_FREE, p, "large block already freed", 0, NULL);
   else if (kind == TM_SEG_FREED_LARGE || kind == TM_SEG_FREED)
-    tm_fault_set(fault, TINYMALLOC_ERROR_INVALID_FREE, p, "points into memory tinymalloc already returned to the OS",
-                 0, NULL);
+    tm_fault_set(fault, TINYMALLOC_ERROR_INVALID_FREE, p, "points into memory tinymalloc already returned to the OS", 0,
+                 NULL);
   else
     tm_fault_set(fault, TINYMALLOC_ERROR_INVALID_FREE, p, "not allocated by tinymalloc", 0, NULL);
 }
