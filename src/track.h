@@ -100,22 +100,6 @@ static inline size_t tm_track_requested_size(const void *p, size_t usable)
 }
 #endif
 
-/* Fresh user-data pages from the OS (a segment's data pages, a large block's
- * pages, pages a large block gains by mremap): not handed out yet, so user
- * accesses to them are errors. */
-static inline void tm_track_os_map(void *p, size_t size)
-{
-#if defined(TM_TRACK_ASAN)
-  __asan_poison_memory_region(p, size);
-  tm_track_roots_add(p, size);
-#elif defined(TM_TRACK_VALGRIND)
-  VALGRIND_MAKE_MEM_NOACCESS(p, size);
-#else
-  (void)p;
-  (void)size;
-#endif
-}
-
 /* Fresh pages from the OS handed out at once as a large block, or as the
  * pages it gains by growing in place: the block's tm_track_malloc or
  * tm_track_resize sets the state of every byte of them right after, so
@@ -131,6 +115,17 @@ static inline void tm_track_os_map_block(void *p, size_t size)
   (void)p;
   (void)size;
 #endif
+}
+
+/* Fresh user-data pages from the OS that are not handed out yet (a
+ * segment's data pages, a guarded large mapping's): user accesses to them
+ * are errors. */
+static inline void tm_track_os_map(void *p, size_t size)
+{
+#if defined(TM_TRACK_ASAN)
+  __asan_poison_memory_region(p, size);
+#endif
+  tm_track_os_map_block(p, size);
 }
 
 /* Pages about to be unmapped: poison would outlive the mapping and fall on
