@@ -5,13 +5,13 @@
  * the canary is checked (heap overflow); the block is filled (large: made
  * inaccessible instead) and waits in the freeing thread's quarantine. When
  * it leaves, the fill is checked (write after free) and the block is freed
- * for real: a small one through its owner's local path when the freeing
- * thread owns its slab, else through the remote path (whoever owns its slab
- * merges it), a medium one to the cache or the arena, a large one unmapped.
+ * for real: a small one through the remote path (whoever owns its slab
+ * merges it; not the owner's local path, which would make this file and
+ * heap.c call each other, for a gain within the noise), a medium one to the
+ * cache or the arena, a large one unmapped.
  * A small or medium block handed out again is checked once more. */
 #include "quarantine.h"
 #include "detect.h"
-#include "heap.h"
 #include "large.h"
 #include "medium.h"
 #include "options.h"
@@ -216,13 +216,6 @@ TM_INLINE void tm_detect_release(tm_heap_t *heap, void *p, size_t size, size_t f
   uint32_t index = tm_slab_index(slab, a & (TM_SLAB_SIZE - 1));
   uint64_t bit = 1ull << (index & 63);
   atomic_fetch_and_explicit(&slab->quarantine_bits[index >> 6], ~bit, memory_order_acq_rel);
-  /* The freeing thread's own slab (the common case: a thread frees what it
-   * allocated): its local free, without the remote path's atomics and the
-   * later merge. The block is live there (claimed, so no remote bit). */
-  if (heap && atomic_load_explicit(&slab->owner, memory_order_relaxed) == heap && tm_slab_free_local(slab, index)) {
-    if (slab->used == 0 || slab->flags != 0) tm_heap_free_slow(heap, slab, faults);
-    return;
-  }
   tm_slab_free_remote(slab, index, p, heap);
 }
 
