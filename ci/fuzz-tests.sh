@@ -85,7 +85,11 @@ expect_fault() { # FAULT HARNESS INPUT PATTERN
 expect_fault double-handout ops "$root/corpus/ops" 'overlap'
 expect_fault scribble ops "$root/corpus/ops" 'corrupted at offset'
 expect_fault lying-counters ops "$root/corpus/ops" 'counters: .* live blocks'
-expect_fault double-handout threads "$root/corpus/threads/gen-contend-16.bin" 'handed out twice'
+# In contend the block handed out twice may be freed by both of its holders
+# before a producer's check sees it in a slot: the allocator's double free
+# report (unexpected by the harness) then names the same fault.
+expect_fault double-handout threads "$root/corpus/threads/gen-contend-16.bin" \
+  'handed out twice|unexpected misuse report \(kind 1, free of'
 expect_fault scribble threads "$root/corpus/threads/gen-contend-16.bin" 'contend: live block .* changed'
 
 step "replay corpus under Valgrind memcheck (Valgrind tracking backend, -gdwarf-4)"
