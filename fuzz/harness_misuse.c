@@ -120,10 +120,10 @@ static void write_after_free_probe(void)
   tmf_note_detect_used();
   TMF_REQUIRE(tinymalloc_option_set("quarantine_count", 1) == 0, "quarantine_count 1 refused");
   size_t size = 100000;
+  reports.count = 0;
   unsigned char *p = tinymalloc(size), *q = tinymalloc(64);
   TMF_REQUIRE(p != NULL && q != NULL, "write-after-free probe: malloc failed");
-  reports.count = 0;
-  tinyfree(p);
+  tinyfree(p); /* p may be an earlier probe's block: its damage was reported then, never again */
   TMF_REQUIRE(reports.count == 0, "write-after-free probe: a report about %p before the write", reports.ptr);
   p[size - 8] ^= 0x5a; /* the program's bug: a write after free */
   tinyfree(q);         /* the quarantine holds one block: p leaves it, checked */

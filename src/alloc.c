@@ -409,8 +409,8 @@ void *tinyrealloc(void *p, size_t size)
     tm_faults_t faults;
     faults.count = 0;
     tm_free_classified(p, &ptr, &fault, &faults);
-    if (fault.kind) tm_report("free", &fault);
-    if (faults.count) tm_report_all("free", &faults);
+    if (fault.kind) tm_report("realloc", &fault); /* the program's call, named in the report */
+    if (faults.count) tm_report_all("realloc", &faults);
     return NULL;
   }
   if (size > TM_MAX_REQUEST) {
@@ -426,8 +426,8 @@ void *tinyrealloc(void *p, size_t size)
   tm_faults_t faults;
   faults.count = 0;
   tm_free_classified(p, &ptr, &fault, &faults);
-  if (fault.kind) tm_report("free", &fault);
-  if (faults.count) tm_report_all("free", &faults);
+  if (fault.kind) tm_report("realloc", &fault);
+  if (faults.count) tm_report_all("realloc", &faults);
   return q;
 }
 

@@ -187,9 +187,22 @@ static TM_NOINLINE void tm_detect_release_medium(tm_heap_t *heap, void *p, size_
                                                  tm_faults_t *faults)
 {
   size_t at = tm_detect_fill_check(p, fill, zero);
-  if (at != SIZE_MAX) tm_waf_fault(faults, p, size, at, "left the quarantine");
+  if (at != SIZE_MAX) {
+    tm_waf_fault(faults, p, size, at, "left the quarantine");
+    tm_segment_t *seg = tm_segment_of(p);
+    tm_detect_medium_forget(seg, tm_page_of(seg, p)); /* reported once, not again when handed out */
+  }
   if (heap) tm_quarantine_count(heap, 0, size, false);
   tm_medium_release(heap, p, size >> TM_PAGE_SHIFT);
+}
+
+/* A block whose write after free was reported as it left the quarantine
+ * goes back unknown (before it can be handed out): the hand-out check would
+ * report the same damage again to a program whose error handler returned. */
+static TM_NOINLINE void tm_detect_small_forget(tm_slab_t *slab, uint32_t index, void *p)
+{
+  _Atomic uint16_t *entry = tm_detect_small_entry(tm_segment_of(p), slab->slot, index);
+  if (entry) atomic_store_explicit(entry, TM_DETECT_UNKNOWN, memory_order_relaxed);
 }
 
 TM_INLINE void tm_detect_release(tm_heap_t *heap, void *p, size_t size, size_t fill, size_t check, tm_faults_t *faults)
@@ -209,11 +222,14 @@ TM_INLINE void tm_detect_release(tm_heap_t *heap, void *p, size_t size, size_t f
   if (fill > check) fill = check;
   tm_secret_init();
   bool differs = !tm_chunks_usable() || (fill && tm_chunks_differ(p, fill, tm_v16_splat(tm_fill_byte(zero))));
+  uint32_t index = tm_slab_index(slab, a & (TM_SLAB_SIZE - 1));
   if (differs) { /* or cannot tell: the first changed byte */
     size_t at = tm_detect_fill_check(p, fill, zero);
-    if (at != SIZE_MAX) tm_waf_fault(faults, p, size, at, "left the quarantine");
+    if (at != SIZE_MAX) {
+      tm_waf_fault(faults, p, size, at, "left the quarantine");
+      tm_detect_small_forget(slab, index, p); /* reported once, not again when handed out */
+    }
   }
-  uint32_t index = tm_slab_index(slab, a & (TM_SLAB_SIZE - 1));
   uint64_t bit = 1ull << (index & 63);
   atomic_fetch_and_explicit(&slab->quarantine_bits[index >> 6], ~bit, memory_order_acq_rel);
   tm_slab_free_remote(slab, index, p, heap);

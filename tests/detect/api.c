@@ -5,6 +5,9 @@
  * 30,000 blocks of every size up to 3000 (each must be caught: a canary byte
  * must never be zero), and the usable size, which is the requested size in
  * this mode (a program that uses all of it is correct and gets no report).
+ * A write after free found when the block leaves the quarantine is reported
+ * once: not again when the block is handed out again (the handler returned,
+ * the program went on).
  * The mode is switched on when TM_TEST_DETECT=1 (the control run: 0).
  * Harness and options: harness.h. */
 #include <stdlib.h>
@@ -74,6 +77,41 @@ static void usable_size(size_t count, size_t k)
     say("usable == requested for all\n");
 }
 
+static size_t waf_reports;
+
+static void count_waf(tinymalloc_error_kind_t kind, const char *op, void *ptr, const char *message, void *arg)
+{
+  (void)op;
+  (void)ptr;
+  (void)message;
+  (void)arg;
+  if (kind == TINYMALLOC_ERROR_WRITE_AFTER_FREE) waf_reports++;
+}
+
+/* p waits in a quarantine of one block, changes, and leaves it when q is
+ * freed (the report); then it is handed out again: no second report. */
+static void waf_reported_once(size_t n, size_t offset)
+{
+  switch_on();
+  tinymalloc_option_set("show_errors", 0);
+  tinymalloc_option_set("quarantine_count", 1);
+  tinymalloc_set_error_handler(count_waf, NULL);
+  char *p = tinymalloc(n), *q = tinymalloc(n);
+  tinyfree(p);
+  flip(p, offset);
+  tinyfree(q);
+  size_t left = waf_reports;
+  const char *reused = "no";
+  for (int i = 0; i < 200000; i++) { /* the others stay allocated */
+    if (tinymalloc(n) == p) {
+      reused = "yes";
+      break;
+    }
+  }
+  say("write-after-free reports: %zu when it left the quarantine, %zu in all (handed out again: %s)\n", left,
+      waf_reports, reused);
+}
+
 static void register_cases(void)
 {
   for (size_t k = 1; k <= 8; k += 7) {
@@ -89,6 +127,14 @@ static void register_cases(void)
   expect_output(c, "reported 30000 of 30000", "reported 0 of 30000");
   c->env = "TM_TEST_DETECT=1";
   c->control_env = "TM_TEST_DETECT=0";
+  static const size_t once[][2] = {{80, 8}, {20000, 8}, {100000, 99992}};
+  for (size_t i = 0; i < sizeof once / sizeof once[0]; i++) {
+    c = add_case(waf_reported_once, once[i][0], once[i][1], "write-after-free-reported-once-%zu-at-%zu", once[i][0],
+                 once[i][1]);
+    expect_output(c, "reports: 1 when it left the quarantine, 1 in all (handed out again: yes)", "reports: 0");
+    c->env = "TM_TEST_DETECT=1";
+    c->control_env = "TM_TEST_DETECT=0";
+  }
   c = add_case(usable_size, 20000, 0, "usable-size-is-the-request");
   expect_output(c, "usable == requested for all", "usable != requested");
   c->env = "TM_TEST_DETECT=1";
