@@ -123,32 +123,23 @@ size_t tm_detect_canary_check(const uint8_t *p, size_t requested, size_t usable)
   }
 }
 
-/* The fill: one byte, repeated. It comes from the secret and has its top
- * bit set (so no ASCII byte a stale pointer writes, '\0' included, passes
- * for it); zeros with zero_on_free. A constant byte makes the fill a memset
- * and its check a compare of 64 bytes per step against one vector: blocks
- * are 16-aligned and their sizes (and the edges below) multiples of 16. */
-
+/* The fill: one byte, repeated (tm_fill_byte). It comes from the secret and
+ * has its top bit set (so no ASCII byte a stale pointer writes, '\0'
+ * included, passes for it); zeros with zero_on_free. A constant byte makes the
+ * fill a memset and its check a compare of 64 bytes per step against one
+ * vector: blocks are 16-aligned and their sizes (and the edges below)
+ * multiples of 16. */
 static size_t tm_fill_range_check(const uint8_t *p, size_t from, size_t to, uint8_t byte)
 {
-  tm_v16 want = {0};
-  want += byte; /* every lane */
+  tm_v16 want = tm_v16_splat(byte);
   size_t i = from;
   for (; i + 64 <= to; i += 64) {
-    tm_v16 v0, v1, v2, v3;
-    memcpy(&v0, p + i, 16);
-    memcpy(&v1, p + i + 16, 16);
-    memcpy(&v2, p + i + 32, 16);
-    memcpy(&v3, p + i + 48, 16);
-    tm_v2x64 diff = (tm_v2x64)((v0 ^ want) | (v1 ^ want) | (v2 ^ want) | (v3 ^ want));
-    if ((diff[0] | diff[1]) != 0) break;
+    tm_v16 diff = (tm_v16_load(p + i) ^ want) | (tm_v16_load(p + i + 16) ^ want) | (tm_v16_load(p + i + 32) ^ want) |
+                  (tm_v16_load(p + i + 48) ^ want);
+    if (tm_v16_any(diff)) break;
   }
-  for (; i + 16 <= to; i += 16) { /* the rest (small blocks: all of it), 16 bytes per step */
-    tm_v16 v;
-    memcpy(&v, p + i, sizeof v);
-    tm_v2x64 diff = (tm_v2x64)(v ^ want);
-    if ((diff[0] | diff[1]) != 0) break;
-  }
+  for (; i + 16 <= to; i += 16) /* the rest (small blocks: all of it), 16 bytes per step */
+    if (tm_v16_any(tm_v16_load(p + i) ^ want)) break;
   for (; i < to; i++) /* the 16 bytes that differ: the first changed one */
     if (p[i] != byte) return i;
   return SIZE_MAX;
