@@ -47,6 +47,45 @@ static void tm_overflow_fault(tm_fault_t *fault, const void *p, size_t requested
   fault->offset = offset;
 }
 
+/* ---- Small blocks: the 16-byte tests of detect.h inline; detect.c's
+ * byte-exact search only when a chunk differs (and on machines the chunks do
+ * not serve, tm_chunks_usable). The caller has set the secret up
+ * (tm_secret_init: once per malloc or free, these are its hot path). ------ */
+
+/* Whether small block b's fill [0, fill) may have changed (true: find the
+ * byte with tm_detect_fill_check). */
+TM_INLINE bool tm_small_fill_differs(const uint8_t *b, size_t fill, bool zero)
+{
+  return fill && (!tm_chunks_usable() || tm_chunks_differ(b, fill, tm_v16_splat(tm_fill_byte(zero))));
+}
+
+TM_INLINE void tm_small_fill(uint8_t *b, size_t fill, bool zero)
+{
+  if (!tm_chunks_usable()) {
+    tm_detect_fill(b, fill, zero);
+    return;
+  }
+  tm_fill_chunks(b, fill, tm_fill_byte(zero));
+}
+
+/* Whether a canary byte of small block b, [requested, end) (end:
+ * tm_detect_fill_length), may have changed (true: find it with
+ * tm_detect_canary_check). */
+TM_INLINE bool tm_small_canary_differs(const uint8_t *b, size_t requested, size_t end)
+{
+  return requested < end && (!tm_chunks_usable() || tm_canary_chunks_differ(b, requested, end));
+}
+
+TM_INLINE void tm_small_canary_write(uint8_t *b, size_t requested, size_t usable)
+{
+  if (!tm_chunks_usable()) {
+    tm_detect_canary_write(b, requested, usable);
+    return;
+  }
+  size_t end = tm_detect_fill_length(requested, usable);
+  if (requested < end) tm_canary_chunks_write(b, requested, end);
+}
+
 /* ---- Handing out ------------------------------------------------------------------ */
 
 void tm_detect_small_out(void *p, size_t requested, size_t usable, tm_faults_t *faults)
@@ -63,19 +102,12 @@ void tm_detect_small_out(void *p, size_t requested, size_t usable, tm_faults_t *
     fill = (size_t)(mark & (TM_DETECT_ZERO16 - 1)) << 4;
     if (fill > usable) fill = usable;
   }
-  if (!tm_chunks_usable()) {
-    size_t at = fill ? tm_detect_fill_check(b, fill, zero) : SIZE_MAX;
+  tm_secret_init();
+  if (tm_small_fill_differs(b, fill, zero)) {
+    size_t at = tm_detect_fill_check(b, fill, zero); /* the first changed byte */
     if (at != SIZE_MAX) tm_waf_fault(faults, p, usable, at, "was handed out again");
-    tm_detect_canary_write(b, requested, usable);
-  } else {
-    tm_secret_init();
-    if (fill && tm_chunks_differ(b, fill, tm_v16_splat(tm_fill_byte(zero)))) {
-      size_t at = tm_detect_fill_check(b, fill, zero); /* the first changed byte */
-      if (at != SIZE_MAX) tm_waf_fault(faults, p, usable, at, "was handed out again");
-    }
-    size_t end = tm_detect_fill_length(requested, usable);
-    if (requested < end) tm_canary_chunks_write(b, requested, end);
   }
+  tm_small_canary_write(b, requested, usable);
   atomic_store_explicit(entry, (uint16_t)(requested + 1), memory_order_relaxed);
 }
 
@@ -199,8 +231,9 @@ static TM_NOINLINE void tm_detect_release_medium(tm_heap_t *heap, void *p, size_
 /* A block whose write after free was reported as it left the quarantine
  * goes back unknown (before it can be handed out): the hand-out check would
  * report the same damage again to a program whose error handler returned. */
-static TM_NOINLINE void tm_detect_small_forget(tm_slab_t *slab, uint32_t index, void *p)
+static TM_NOINLINE void tm_detect_small_forget(tm_slab_t *slab, void *p)
 {
+  uint32_t index = tm_slab_index(slab, (uintptr_t)p & (TM_SLAB_SIZE - 1));
   _Atomic uint16_t *entry = tm_detect_small_entry(tm_segment_of(p), slab->slot, index);
   if (entry) atomic_store_explicit(entry, TM_DETECT_UNKNOWN, memory_order_relaxed);
 }
@@ -219,17 +252,16 @@ TM_INLINE void tm_detect_release(tm_heap_t *heap, void *p, size_t size, size_t f
     tm_detect_release_medium(heap, p, size, fill, zero, faults);
     return;
   }
-  if (fill > check) fill = check;
   tm_secret_init();
-  bool differs = !tm_chunks_usable() || (fill && tm_chunks_differ(p, fill, tm_v16_splat(tm_fill_byte(zero))));
-  uint32_t index = tm_slab_index(slab, a & (TM_SLAB_SIZE - 1));
-  if (differs) { /* or cannot tell: the first changed byte */
+  if (fill > check) fill = check;
+  if (tm_small_fill_differs(p, fill, zero)) {
     size_t at = tm_detect_fill_check(p, fill, zero);
     if (at != SIZE_MAX) {
       tm_waf_fault(faults, p, size, at, "left the quarantine");
-      tm_detect_small_forget(slab, index, p); /* reported once, not again when handed out */
+      tm_detect_small_forget(slab, p); /* reported once, not again when handed out */
     }
   }
+  uint32_t index = tm_slab_index(slab, a & (TM_SLAB_SIZE - 1));
   uint64_t bit = 1ull << (index & 63);
   atomic_fetch_and_explicit(&slab->quarantine_bits[index >> 6], ~bit, memory_order_acq_rel);
   tm_slab_free_remote(slab, index, p, heap);
@@ -307,18 +339,12 @@ void tm_detect_free_small(tm_slab_t *slab, uint32_t index, uint32_t size, void *
   tm_quarantine_t *q = tm_detect_make_room(heap, size | zero, faults);
   size_t fill = tm_detect_fill_length(requested, size); /* where the canary ends, too */
   uint8_t *b = p;
-  if (!tm_chunks_usable()) {
-    size_t at = requested < size ? tm_detect_canary_check(b, requested, size) : SIZE_MAX;
+  tm_secret_init();
+  if (tm_small_canary_differs(b, requested, fill)) {
+    size_t at = tm_detect_canary_check(b, requested, size); /* the first changed byte */
     if (at != SIZE_MAX) tm_overflow_fault(fault, p, requested, at);
-    tm_detect_fill(b, fill, zero);
-  } else {
-    tm_secret_init();
-    if (requested < fill && tm_canary_chunks_differ(b, requested, fill)) {
-      size_t at = tm_detect_canary_check(b, requested, size); /* the first changed byte */
-      if (at != SIZE_MAX) tm_overflow_fault(fault, p, requested, at);
-    }
-    tm_fill_chunks(b, fill, tm_fill_byte(zero));
   }
+  tm_small_fill(b, fill, zero);
   if (entry)
     atomic_store_explicit(entry, (uint16_t)(TM_DETECT_FREE16 | (zero ? TM_DETECT_ZERO16 : 0) | (fill >> 4)),
                           memory_order_relaxed);
