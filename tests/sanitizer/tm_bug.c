@@ -9,6 +9,12 @@
 
 #include "tinymalloc.h"
 
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#endif
+#endif
+
 #define SMALL_SIZE  24         /* class 32: the overflowing byte is slack */
 #define MEDIUM_SIZE 40000      /* a run of 10 pages: slack again */
 #define LARGE_SIZE  (3u << 20) /* its own mapping */
@@ -244,6 +250,14 @@ static __attribute__((noinline)) void leak_one_block(size_t size)
   announce((void *)p);
   p = NULL;
   scrub();
+#ifdef VALGRIND_DO_LEAK_CHECK
+  /* The leak check at once, from this known state: the one at exit comes
+   * after the C library's and tinymalloc's exit code ran, whose dead stack
+   * slots and registers memcheck scans too (the leak was still "possibly
+   * lost" in 1 of 70 tests of a clean-clone run with the scrub above). A
+   * definite leak found here is an error for --error-exitcode as well. */
+  VALGRIND_DO_LEAK_CHECK;
+#endif
 }
 
 /* The first block of a fresh slab (176 bytes: class 192, used by nothing else
