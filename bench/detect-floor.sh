@@ -8,7 +8,9 @@
 # no quarantine, no claim, no side table and nothing for large blocks (the
 # patch's comment says exactly what). Then runs the benchmark suite with
 # bench/run.py: tinymalloc's normal mode, TINYMALLOC_DETECT=1 and that floor,
-# as ratios to the normal mode.
+# as ratios to the normal mode, in time and memory and in instructions per
+# operation (callgrind: counts, which the machine's load does not change;
+# --no-callgrind skips them).
 #
 #   bench/detect-floor.sh [--runs N] [other bench/run.py options]
 #
@@ -27,6 +29,6 @@ cmake -S "$work/src" -B "$work/build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 cmake --build "$work/build" --target tinymalloc_override >/dev/null
 lib="$work/build/libtinymalloc-override.so"
 test -f "$lib"
-exec python3 "$root/bench/run.py" --alloc tinymalloc --no-callgrind \
+exec python3 "$root/bench/run.py" --alloc tinymalloc \
   --variant 'detect=tinymalloc+TINYMALLOC_DETECT=1' --variant "floor=$lib" \
   --out "$root/build/bench/detect-floor.md" "$@"

@@ -15,8 +15,10 @@
                                  flags
     bench/run.py --detect        the detection mode's cost: tinymalloc, tinymalloc with
                                  TINYMALLOC_DETECT=1, ASan builds of the workloads and
-                                 AFL++'s libdislocator, ratios to tinymalloc; the table
-                                 goes into docs/detect.md (between its markers)
+                                 AFL++'s libdislocator, ratios to tinymalloc, and the
+                                 instructions per operation of the preloaded columns
+                                 (callgrind); the tables go into docs/detect.md (between
+                                 its markers)
 
 It builds what it needs (tinymalloc's override library with the `release`
 preset into build/bench/tinymalloc, the workloads into build/bench/bin),
@@ -490,13 +492,14 @@ def parse_callgrind(path):
     return tot
 
 
-def callgrind_one(kind, n, lib):
+def callgrind_one(kind, n, lib, extra_env=None):
     tmp = scratch()
     outf = tmp / "callgrind.out"
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     if lib:
         env["LD_PRELOAD"] = str(lib)
+    env.update(extra_env or {})
     # callgrind has no malloc replacement of its own, but Valgrind's core would
     # still redirect malloc in the main executable and libc to nowhere if a
     # tool asked for it; nouserintercepts keeps every preloaded malloc in place.
@@ -509,7 +512,10 @@ def callgrind_one(kind, n, lib):
     return parse_callgrind(outf)
 
 
-def run_callgrind(libs, kinds):
+def run_callgrind(libs, kinds, envs=None):
+    """Instructions per operation of each allocator in `libs` (name -> preloaded
+    library, None for glibc), run with the environment `envs` gives its name."""
+    envs = envs or {}
     if shutil.which("valgrind") is None:
         apt_install(["valgrind"], "valgrind for the instruction counts")
     if shutil.which("valgrind") is None:
@@ -524,8 +530,8 @@ def run_callgrind(libs, kinds):
         for a, lib in libs.items():
             done += 1
             try:
-                c1 = callgrind_one(kind, OPS_N, lib)
-                c2 = callgrind_one(kind, 2 * OPS_N, lib)
+                c1 = callgrind_one(kind, OPS_N, lib, envs.get(a))
+                c2 = callgrind_one(kind, 2 * OPS_N, lib, envs.get(a))
             except RuntimeError as e:
                 log(f"[{done:3d}/{total}] callgrind {kind:<8} {a:<10} FAILED: {e}")
                 table[kind][a] = {"fail": str(e)}
@@ -549,7 +555,10 @@ def run_callgrind(libs, kinds):
                 where = "libc"
             table[kind][a] = {"alloc": alloc_side, "loop": loop, "in_lib": in_lib,
                               "by_object": {base(ob): v / OPS_N for ob, v in diff.items() if abs(v) >= OPS_N / 10}}
-            if in_lib < 0.5 * alloc_side:
+            # A preload that is not in effect leaves (nearly) nothing in its library. A quarter, not
+            # half: tinymalloc's detection mode fills a freed medium block with libc's memset, which
+            # Valgrind counts a byte at a time (its `rep stosb`, below).
+            if in_lib < 0.25 * alloc_side:
                 table[kind][a]["suspect"] = f"only {in_lib:.0f} of {alloc_side:.0f} instructions in {where}"
             log(f"[{done:3d}/{total}] callgrind {kind:<8} {a:<10} {alloc_side:8.1f} instructions/op "
                 f"({in_lib:.1f} in {where}, {loop:.1f} in the loop)"
@@ -657,12 +666,25 @@ def table_metric(summary, workloads, allocs, key, fmt, base_names=None):
     return "\n".join(lines), ratios
 
 
+def callgrind_ref(cg):
+    """The column the instruction counts are compared with: glibc, else
+    tinymalloc's normal mode, else none."""
+    counted = {a for k in cg for a in cg[k]}
+    return next((a for a in (REF, "tinymalloc") if a in counted), None)
+
+
 def callgrind_markdown(cg, allocs):
+    """The table of instructions per operation, each column's figure also as a
+    ratio to callgrind_ref's, with a geometric mean of those ratios."""
+    ref = callgrind_ref(cg)
+    allocs = [a for a in allocs if any(a in cg[k] for k in cg)]
     lines = ["| operation | " + " | ".join(allocs) + " |", "|" + " --- |" * (len(allocs) + 1)]
+    ratios = {a: [] for a in allocs}
     for kind, label in OPS:
         if kind not in cg:
             continue
         cells = []
+        base = cg[kind].get(ref, {}).get("alloc") if ref else None
         for a in allocs:
             c = cg[kind].get(a)
             if c is None:
@@ -670,8 +692,16 @@ def callgrind_markdown(cg, allocs):
             elif "fail" in c:
                 cells.append("**failed**")
             else:
-                cells.append(f"{c['alloc']:.0f}" + (" (?)" if c.get("suspect") else ""))
+                cell = f"{c['alloc']:.0f}" + (" (?)" if c.get("suspect") else "")
+                if base and a != ref and c["alloc"] > 0:
+                    ratios[a].append(c["alloc"] / base)
+                    cell += f" ({c['alloc'] / base:.2f}x)"
+                cells.append(cell)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if ref and any(ratios.values()):
+        lines.append(f"| **geomean vs {ref}** | " + " | ".join(
+            "1.00x" if a == ref else (f"{math.exp(sum(map(math.log, ratios[a])) / len(ratios[a])):.2f}x"
+                                      if ratios[a] else "-") for a in allocs) + " |")
     return "\n".join(lines)
 
 
@@ -883,7 +913,8 @@ def write_report(args, out_md, plot, title, intro, workloads, summary, cg, libs,
                 md.append(f"- **{w['name']}**: `{argv}{stdin}`: {w.get('desc', '')}")
         md.append("")
     if cg:
-        md += ["## Instructions per operation (callgrind)", "", callgrind_markdown(cg, allocs), "",
+        md += ["## Instructions per operation (callgrind)", "",
+               callgrind_markdown(cg, allocs), "",
                CALLGRIND_METHOD.format(n=OPS_N).rstrip(), ""]
     if summary:
         md.append(METHOD.format(tinymalloc=tiny, ref=REF) + (SELF_CHECK if own_suite else ""))
@@ -894,7 +925,7 @@ def write_report(args, out_md, plot, title, intro, workloads, summary, cg, libs,
     log(f"run.py: wrote {out_md}")
 
 
-def write_detect_section(doc, plot, workloads, summary, allocs, meta):
+def write_detect_section(doc, plot, workloads, summary, allocs, meta, cg=None):
     """The cost table of docs/detect.md: replaces what is between its markers
     (or is appended with a heading when the page has none yet)."""
     wnames = [w["name"] for w in workloads]
@@ -922,6 +953,15 @@ def write_detect_section(doc, plot, workloads, summary, allocs, meta):
             tail = " / ".join(s.get("err_tail", [])) or "no output on stderr"
             md.append(f"- {w} under {a}: {s['fail']}: `{tail[:300]}`")
         md.append("")
+    if cg:
+        md += ["Instructions per operation under callgrind (ratio to tinymalloc's normal mode): counts, not "
+               "time, so the machine's load does not change them. Only the preloaded columns: ASan's are other "
+               "programs, which Valgrind cannot run, and libdislocator keeps a mapping per operation. The "
+               "method is that of docs/benchmarks.md. One distortion: the mode fills a freed medium block "
+               "with libc's `memset`, whose `rep stosb` Valgrind counts as one instruction per byte, so the "
+               "medium pair's figure overstates the fill (about 41,000 of its instructions are that "
+               "`memset` of 40 KiB); the small pairs have no `memset`.", "",
+               callgrind_markdown(cg, allocs), ""]
     md.append(DETECT_END)
     section = "\n".join(md)
     doc = Path(doc)
@@ -1038,7 +1078,6 @@ def main():
             die(f"unknown allocator {a!r} (known: {', '.join(ALLOCATORS)})")
     if args.detect:
         wanted = ["tinymalloc"]
-        args.no_callgrind = True
         if not DISLOCATOR.exists() and not args.no_install:
             apt_install(["afl++"], "AFL++'s libdislocator")
         for text in DETECT_VARIANTS:
@@ -1082,7 +1121,7 @@ def main():
                  "`TINYMALLOC_DETECT=1`, ASan builds of the workloads (no preload) and AFL++'s libdislocator; "
                  "ratios to tinymalloc's normal mode. docs/detect.md explains the columns.")
         default_out = BUILD / "detect-cost.md"
-        do_callgrind = False
+        do_callgrind = not args.no_callgrind
     elif suite:
         workloads = suite["workloads"]
         title = suite.get("title", "Benchmarks")
@@ -1134,7 +1173,12 @@ def main():
         (BUILD / "results.json").write_text(json.dumps({"results": results, "summary": summary}, indent=1))
     cg = {}
     if kinds:
-        cg = run_callgrind({a: lib for a, lib in libs.items() if a not in VARIANTS}, kinds)
+        # The preloaded columns (variants too, with their environment), not those of programs built
+        # with other flags (ASan's: Valgrind cannot run them) or an address-space limit
+        # (libdislocator, which never gives a freed block's pages back: a mapping per operation).
+        cg_libs = {a: lib for a, lib in libs.items()
+                   if a not in VARIANTS or (not VARIANTS[a]["cflags"] and VARIANTS[a]["as_mb"] is None)}
+        cg = run_callgrind(cg_libs, kinds, {a: VARIANTS[a]["env"] for a in cg_libs if a in VARIANTS})
         (BUILD / "callgrind.json").write_text(json.dumps(cg, indent=1))
     runs_note = f"median of {runs} run{'s' if runs > 1 else ''}; log scale; shorter is better"
     if summary:
@@ -1151,7 +1195,7 @@ def main():
         if args.only:
             log(f"run.py: --only: {doc} left alone (the cost table is the whole suite's); see {out_md}")
         else:
-            write_detect_section(doc, plot, workloads, summary, list(libs), meta)
+            write_detect_section(doc, plot, workloads, summary, list(libs), meta, cg)
     print_summary(summary, workloads, list(libs))
     if cg:
         log(callgrind_markdown(cg, list(libs)))
