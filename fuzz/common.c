@@ -835,8 +835,10 @@ void tmf_install_strict_handler(void) { tinymalloc_set_error_handler(strict_hand
 
 static long default_junk = -2, default_purge = -2, default_show_errors = -2;
 /* Options of detection mode (cores that have them; -1 when unknown). */
-static const char *const detect_options[] = {"detect", "zero_on_free", "quarantine_count", "quarantine_bytes"};
-static long default_detect[4] = {-2, -2, -2, -2};
+static const char *const detect_options[] = {"detect", "zero_on_free", "quarantine_count", "quarantine_bytes",
+                                             "fill_all"};
+#define TMF_DETECT_OPTIONS (sizeof detect_options / sizeof detect_options[0])
+static long default_detect[TMF_DETECT_OPTIONS] = {-2, -2, -2, -2, -2};
 
 /* The purge delay the runs start with, unless TINYMALLOC_PURGE_DELAY_MS
  * says otherwise: long enough that free pages stay mapped between ops and
@@ -850,7 +852,7 @@ static void remember_defaults(void)
   default_junk = tinymalloc_option_get("junk");
   default_purge = getenv("TINYMALLOC_PURGE_DELAY_MS") ? tinymalloc_option_get("purge_delay_ms") : TMF_PURGE_DELAY_MS;
   default_show_errors = tinymalloc_option_get("show_errors");
-  for (int i = 0; i < 4; i++)
+  for (size_t i = 0; i < TMF_DETECT_OPTIONS; i++)
     default_detect[i] = tinymalloc_option_get(detect_options[i]);
 }
 
@@ -862,7 +864,7 @@ void tmf_restore_options(void)
     tinymalloc_option_set("purge_delay_ms", default_purge);
   if (default_show_errors >= 0 && tinymalloc_option_get("show_errors") != default_show_errors)
     tinymalloc_option_set("show_errors", default_show_errors);
-  for (int i = 0; i < 4; i++)
+  for (size_t i = 0; i < TMF_DETECT_OPTIONS; i++)
     if (default_detect[i] >= 0 && tinymalloc_option_get(detect_options[i]) != default_detect[i])
       tinymalloc_option_set(detect_options[i], default_detect[i]);
 }
@@ -954,8 +956,10 @@ void tmf_apply_option_op(tmf_reader_t *r)
   case 4:
     tinymalloc_option_set("show_errors", value & 1);
     break;
-  case 6: /* detection mode on or off (a core without it refuses the name) */
+  case 6: /* detection mode on or off, and fill_all (cores without them refuse the names): blocks
+           * waiting in a quarantine were filled under the setting before */
     if (tinymalloc_option_set("detect", value & 1) == 0 && (value & 1)) atomic_store(&detect_used, true);
+    (void)tinymalloc_option_set("fill_all", (value >> 1) & 1);
     break;
   case 7: /* zero_on_free, or a quarantine of value blocks / 4 KiB * value */
     (void)tinymalloc_option_set(detect_options[1 + value % 3],

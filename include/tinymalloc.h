@@ -190,10 +190,10 @@ TINYMALLOC_API tinymalloc_error_handler_t tinymalloc_set_error_handler(tinymallo
  * variables (TINYMALLOC_PURGE_DELAY_MS=50) and can be changed later here.
  * Names are case-insensitive: "verbose", "show_stats", "show_errors", "junk",
  * "purge_delay_ms", "arenas", "detect", "quarantine_count",
- * "quarantine_bytes", "zero_on_free" (the README's table says what each
- * does). Setting returns 0, or -1 with errno = EINVAL for an unknown name or
- * a value out of range, or EBUSY for "arenas" once any thread has allocated
- * (the arena count is fixed from then on). */
+ * "quarantine_bytes", "zero_on_free", "fill_all" (the README's table says
+ * what each does). Setting returns 0, or -1 with errno = EINVAL for an
+ * unknown name or a value out of range, or EBUSY for "arenas" once any
+ * thread has allocated (the arena count is fixed from then on). */
 TINYMALLOC_API int tinymalloc_option_set(const char *name, long value);
 /* Returns the value, or -1 with errno = EINVAL for an unknown name. */
 TINYMALLOC_API long tinymalloc_option_get(const char *name);

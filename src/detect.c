@@ -147,11 +147,11 @@ static size_t tm_fill_range_check(const uint8_t *p, size_t from, size_t to, uint
 
 #define TM_FILL_EDGE ((size_t)32 << 10)
 
-void tm_detect_fill(uint8_t *p, size_t size, bool zero)
+void tm_detect_fill(uint8_t *p, size_t size, unsigned how)
 {
   tm_secret_init();
-  uint8_t byte = tm_fill_byte(zero);
-  if (zero || size <= 2 * TM_FILL_EDGE) { /* zeros: all of it, a read after free must see zeros */
+  uint8_t byte = tm_fill_byte(how & TM_FILL_ZERO);
+  if (how || size <= 2 * TM_FILL_EDGE) { /* zeros: all of it, a read after free must see zeros */
     memset(p, byte, size);
   } else {
     memset(p, byte, TM_FILL_EDGE);
@@ -159,11 +159,11 @@ void tm_detect_fill(uint8_t *p, size_t size, bool zero)
   }
 }
 
-size_t tm_detect_fill_check(const uint8_t *p, size_t size, bool zero)
+size_t tm_detect_fill_check(const uint8_t *p, size_t size, unsigned how)
 {
   tm_secret_init();
-  uint8_t byte = tm_fill_byte(zero);
-  if (size <= 2 * TM_FILL_EDGE) return tm_fill_range_check(p, 0, size, byte);
+  uint8_t byte = tm_fill_byte(how & TM_FILL_ZERO);
+  if ((how & TM_FILL_WHOLE) || size <= 2 * TM_FILL_EDGE) return tm_fill_range_check(p, 0, size, byte);
   size_t at = tm_fill_range_check(p, 0, TM_FILL_EDGE, byte);
   return at != SIZE_MAX ? at : tm_fill_range_check(p, size - TM_FILL_EDGE, size, byte);
 }

@@ -19,14 +19,22 @@
 
 /* Side-table marks: a live block's requested size plus one (0: handed out
  * before the mode was on: no checks), or a free block's: the FREE bit, the
- * ZERO bit when its fill is zeros, and the bytes its fill covers in units of
- * 16 (tm_detect_fill_length). Small entries have 16 bits (requests up to
- * 16 KiB, fills up to 16 KiB / 16), medium ones 32. */
+ * ZERO bit when its fill is zeros, (medium) the WHOLE bit when it covers
+ * every byte (fill_all), and the bytes its fill covers in units of 16
+ * (tm_detect_fill_length). Small entries have 16 bits (requests up to 16 KiB,
+ * fills up to 16 KiB / 16), medium ones 32. */
 #define TM_DETECT_UNKNOWN 0u
 #define TM_DETECT_FREE16  0x8000u
 #define TM_DETECT_ZERO16  0x4000u
 #define TM_DETECT_FREE32  0x80000000u
 #define TM_DETECT_ZERO32  0x40000000u
+#define TM_DETECT_WHOLE32 0x20000000u
+
+/* How a freed block was filled, kept with it (a quarantine entry's low size
+ * bits, a medium mark's ZERO and WHOLE bits) so that its check reads what
+ * its fill wrote, whatever the options are by then. */
+#define TM_FILL_ZERO  1u /* zeros (zero_on_free), not the pattern */
+#define TM_FILL_WHOLE 2u /* every byte (fill_all), not only the edges of a block over 64 KiB */
 
 /* Canary bytes after a request: up to the block's end, but no more than to
  * 64 bytes past the request rounded up to 16 (every linear overflow of up
@@ -189,7 +197,7 @@ typedef struct tm_quarantine_s {
   size_t capacity, head, count, bytes;
   struct tm_quarantine_entry_s {
     void *p;
-    size_t size; /* the block's usable bytes; bit 0 set when the fill was zeros */
+    size_t size; /* the block's usable bytes, or'ed with how it was filled (TM_FILL_*) */
     size_t fill; /* bytes the fill covers */
   } entry[];
 } tm_quarantine_t;
@@ -229,11 +237,14 @@ void tm_detect_slab_carved(tm_segment_t *seg, size_t slot, uint32_t capacity) TM
 void tm_detect_canary_write(uint8_t *p, size_t requested, size_t usable) TM_HIDDEN;
 /* The offset of the first canary byte that changed, or SIZE_MAX. */
 size_t tm_detect_canary_check(const uint8_t *p, size_t requested, size_t usable) TM_HIDDEN;
-/* Fills a freed block (the pattern, or zeros with zero_on_free): all of it
- * up to 64 KiB, the first and last 32 KiB of a bigger one. */
-void tm_detect_fill(uint8_t *p, size_t size, bool zero) TM_HIDDEN;
-/* The offset of the first byte of a filled block that changed, or SIZE_MAX. */
-size_t tm_detect_fill_check(const uint8_t *p, size_t size, bool zero) TM_HIDDEN;
+/* Fills a freed block `how` says (TM_FILL_*: the pattern, or zeros): all of
+ * it up to 64 KiB (or with either bit), the first and last 32 KiB of a
+ * bigger one. */
+void tm_detect_fill(uint8_t *p, size_t size, unsigned how) TM_HIDDEN;
+/* The offset of the first byte of a block filled `how` that changed, or
+ * SIZE_MAX: all of it up to 64 KiB or with TM_FILL_WHOLE, else its first
+ * and last 32 KiB. */
+size_t tm_detect_fill_check(const uint8_t *p, size_t size, unsigned how) TM_HIDDEN;
 
 /* Maps the calling heap's quarantine; NULL when none (quarantine_count 0). */
 tm_quarantine_t *tm_quarantine_map(tm_heap_t *heap) TM_HIDDEN;

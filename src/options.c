@@ -18,6 +18,7 @@ tm_options_t tm_options = {
     .quarantine_count = 1024,
     .quarantine_bytes = (long)4 << 20,
     .zero_on_free = 0,
+    .fill_all = 0,
 };
 _Atomic uint32_t tm_features;
 
@@ -40,7 +41,9 @@ _Atomic uint32_t tm_features;
  * quarantine_count, quarantine_bytes: how many freed blocks, and how many
  *                 bytes of them, each thread holds back in detection mode
  * zero_on_free:   freed blocks are zeroed (in detection mode: zero is the
- *                 fill that a write after free is checked against) (0/1) */
+ *                 fill that a write after free is checked against) (0/1)
+ * fill_all:       detection mode: a freed block over 64 KiB is filled and
+ *                 checked whole, not only in its first and last 32 KiB (0/1) */
 static const tm_option_t tm_option_table[] = {
     {"verbose", &tm_options.verbose, 0, 1},
     {"show_stats", &tm_options.show_stats, 0, 2},
@@ -52,6 +55,7 @@ static const tm_option_t tm_option_table[] = {
     {"quarantine_count", &tm_options.quarantine_count, 0, 65536},
     {"quarantine_bytes", &tm_options.quarantine_bytes, 0, (long)1 << 30},
     {"zero_on_free", &tm_options.zero_on_free, 0, 1},
+    {"fill_all", &tm_options.fill_all, 0, 1},
 };
 #define TM_OPTION_COUNT (sizeof tm_option_table / sizeof tm_option_table[0])
 
@@ -126,7 +130,8 @@ bool tm_options_load(void (*warn)(const char *what, const char *entry))
     if (!tm_has_prefix(entry, prefix)) continue;
     const char *name = entry + sizeof prefix - 1;
     const char *eq = name;
-    while (*eq && *eq != '=') eq++;
+    while (*eq && *eq != '=')
+      eq++;
     if (*eq != '=') continue;
     const tm_option_t *opt = tm_option_find(name, (size_t)(eq - name));
     long v;

@@ -18,6 +18,7 @@ typedef struct tm_options_s {
   _Atomic long quarantine_count;
   _Atomic long quarantine_bytes;
   _Atomic long zero_on_free;
+  _Atomic long fill_all;
 } tm_options_t;
 
 extern tm_options_t tm_options TM_HIDDEN;

@@ -62,7 +62,7 @@ TM_INLINE bool tm_small_fill_differs(const uint8_t *b, size_t fill, bool zero)
 TM_INLINE void tm_small_fill(uint8_t *b, size_t fill, bool zero)
 {
   if (!tm_chunks_usable()) {
-    tm_detect_fill(b, fill, zero);
+    tm_detect_fill(b, fill, zero ? TM_FILL_ZERO : 0);
     return;
   }
   tm_fill_chunks(b, fill, tm_fill_byte(zero));
@@ -104,7 +104,7 @@ void tm_detect_small_out(void *p, size_t requested, size_t usable, tm_faults_t *
   }
   tm_secret_init();
   if (tm_small_fill_differs(b, fill, zero)) {
-    size_t at = tm_detect_fill_check(b, fill, zero); /* the first changed byte */
+    size_t at = tm_detect_fill_check(b, fill, zero ? TM_FILL_ZERO : 0); /* the first changed byte */
     if (at != SIZE_MAX) tm_waf_fault(faults, p, usable, at, "was handed out again");
   }
   tm_small_canary_write(b, requested, usable);
@@ -118,8 +118,9 @@ void tm_detect_medium_out(void *p, size_t requested, size_t usable, tm_faults_t 
   if (entry == NULL) return;
   uint32_t mark = atomic_load_explicit(entry, memory_order_relaxed);
   if (mark & TM_DETECT_FREE32) {
-    size_t fill = (size_t)(mark & (TM_DETECT_ZERO32 - 1)) << 4;
-    size_t at = tm_detect_fill_check(p, fill < usable ? fill : usable, (mark & TM_DETECT_ZERO32) != 0);
+    size_t fill = (size_t)(mark & (TM_DETECT_WHOLE32 - 1)) << 4;
+    unsigned how = (mark & TM_DETECT_ZERO32 ? TM_FILL_ZERO : 0) | (mark & TM_DETECT_WHOLE32 ? TM_FILL_WHOLE : 0);
+    size_t at = tm_detect_fill_check(p, fill < usable ? fill : usable, how);
     if (at != SIZE_MAX) tm_waf_fault(faults, p, usable, at, "was handed out again");
   }
   tm_detect_canary_write(p, requested, usable);
@@ -215,10 +216,10 @@ static TM_NOINLINE void tm_detect_release_large(tm_heap_t *heap, void *p, size_t
   if (large) tm_large_release(large);
 }
 
-static TM_NOINLINE void tm_detect_release_medium(tm_heap_t *heap, void *p, size_t size, size_t fill, bool zero,
+static TM_NOINLINE void tm_detect_release_medium(tm_heap_t *heap, void *p, size_t size, size_t fill, unsigned how,
                                                  tm_faults_t *faults)
 {
-  size_t at = tm_detect_fill_check(p, fill, zero);
+  size_t at = tm_detect_fill_check(p, fill, how);
   if (at != SIZE_MAX) {
     tm_waf_fault(faults, p, size, at, "left the quarantine");
     tm_segment_t *seg = tm_segment_of(p);
@@ -241,15 +242,16 @@ static TM_NOINLINE void tm_detect_small_forget(tm_slab_t *slab, void *p)
 TM_INLINE void tm_detect_release(tm_heap_t *heap, void *p, size_t size, size_t fill, size_t check, tm_faults_t *faults)
 {
   uintptr_t a = (uintptr_t)p;
-  bool zero = size & 1;
-  size &= ~(size_t)1;
+  unsigned how = (unsigned)(size & (TM_FILL_ZERO | TM_FILL_WHOLE));
+  bool zero = (how & TM_FILL_ZERO) != 0;
+  size &= ~(size_t)(TM_FILL_ZERO | TM_FILL_WHOLE);
   if (tm_segmap_kind(a) != TM_SEG_ARENA) {
     tm_detect_release_large(heap, p, size);
     return;
   }
   tm_slab_t *slab = tm_slab_of(a);
   if (atomic_load_explicit(&slab->block_size, memory_order_relaxed) == 0) {
-    tm_detect_release_medium(heap, p, size, fill, zero, faults);
+    tm_detect_release_medium(heap, p, size, fill, how, faults);
     return;
   }
   tm_secret_init();
@@ -281,22 +283,22 @@ static tm_quarantine_t *tm_detect_make_room(tm_heap_t *heap, size_t size, tm_fau
   return q;
 }
 
-static TM_NOINLINE void tm_detect_release_now(tm_heap_t *heap, void *p, size_t size, size_t fill, bool zero,
+static TM_NOINLINE void tm_detect_release_now(tm_heap_t *heap, void *p, size_t size, size_t fill, unsigned how,
                                               tm_faults_t *faults)
 {
-  tm_detect_release(heap, p, size | zero, fill, 0, faults);
+  tm_detect_release(heap, p, size | how, fill, 0, faults);
 }
 
 /* Holds a claimed, checked, filled block: in the quarantine `q` (room made
- * by tm_detect_make_room), or (no quarantine) freed at once. `zero`: the
- * fill was zeros. */
-TM_INLINE void tm_detect_hold(tm_heap_t *heap, tm_quarantine_t *q, void *p, size_t size, size_t fill, bool zero,
+ * by tm_detect_make_room), or (no quarantine) freed at once. `how`: how it
+ * was filled (TM_FILL_*). */
+TM_INLINE void tm_detect_hold(tm_heap_t *heap, tm_quarantine_t *q, void *p, size_t size, size_t fill, unsigned how,
                               tm_faults_t *faults)
 {
   if (TM_LIKELY(q != NULL))
-    tm_quarantine_push(q, p, size | zero, fill);
+    tm_quarantine_push(q, p, size | how, fill);
   else
-    tm_detect_release_now(heap, p, size, fill, zero, faults);
+    tm_detect_release_now(heap, p, size, fill, how, faults);
 }
 
 void tm_detect_flush(tm_heap_t *heap, tm_faults_t *faults)
@@ -315,8 +317,11 @@ void tm_detect_check_at_exit(tm_heap_t *heap, tm_faults_t *faults)
   for (size_t i = 0; i < q->count; i++) {
     const struct tm_quarantine_entry_s *e = &q->entry[(q->head + i) % q->capacity];
     if (tm_segmap_kind((uintptr_t)e->p) != TM_SEG_ARENA) continue; /* large: inaccessible, it faulted */
-    size_t at = tm_detect_fill_check(e->p, e->fill, e->size & 1);
-    if (at != SIZE_MAX) tm_waf_fault(faults, e->p, e->size & ~(size_t)1, at, "was still in the quarantine at exit");
+    unsigned how = (unsigned)(e->size & (TM_FILL_ZERO | TM_FILL_WHOLE));
+    size_t at = tm_detect_fill_check(e->p, e->fill, how);
+    if (at != SIZE_MAX)
+      tm_waf_fault(faults, e->p, e->size & ~(size_t)(TM_FILL_ZERO | TM_FILL_WHOLE), at,
+                   "was still in the quarantine at exit");
   }
 }
 
@@ -348,7 +353,7 @@ void tm_detect_free_small(tm_slab_t *slab, uint32_t index, uint32_t size, void *
   if (entry)
     atomic_store_explicit(entry, (uint16_t)(TM_DETECT_FREE16 | (zero ? TM_DETECT_ZERO16 : 0) | (fill >> 4)),
                           memory_order_relaxed);
-  tm_detect_hold(heap, q, p, size, fill, zero, faults);
+  tm_detect_hold(heap, q, p, size, fill, zero ? TM_FILL_ZERO : 0, faults);
 }
 
 static void tm_detect_free_medium(void *p, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults)
@@ -365,14 +370,16 @@ static void tm_detect_free_medium(void *p, tm_heap_t *heap, tm_fault_t *fault, t
     size_t at = tm_detect_canary_check(p, requested, usable);
     if (at != SIZE_MAX) tm_overflow_fault(fault, p, requested, at);
   }
-  bool zero = TM_OPTION(zero_on_free) != 0;
+  unsigned how = (TM_OPTION(zero_on_free) ? TM_FILL_ZERO : 0) | (TM_OPTION(fill_all) ? TM_FILL_WHOLE : 0);
   size_t fill = tm_detect_fill_length(requested, usable);
-  tm_detect_fill(p, fill, zero);
+  tm_detect_fill(p, fill, how);
   if (entry)
-    atomic_store_explicit(entry, TM_DETECT_FREE32 | (zero ? TM_DETECT_ZERO32 : 0) | (uint32_t)(fill >> 4),
+    atomic_store_explicit(entry,
+                          TM_DETECT_FREE32 | (how & TM_FILL_ZERO ? TM_DETECT_ZERO32 : 0) |
+                              (how & TM_FILL_WHOLE ? TM_DETECT_WHOLE32 : 0) | (uint32_t)(fill >> 4),
                           memory_order_relaxed);
   if (heap) tm_quarantine_count(heap, 0, usable, true);
-  tm_detect_hold(heap, tm_detect_make_room(heap, usable | zero, faults), p, usable, fill, zero, faults);
+  tm_detect_hold(heap, tm_detect_make_room(heap, usable | how, faults), p, usable, fill, how, faults);
 }
 
 static void tm_detect_free_large(tm_large_t *large, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults)
@@ -388,7 +395,7 @@ static void tm_detect_free_large(tm_large_t *large, tm_heap_t *heap, tm_fault_t 
   large->guarded = true;
   tm_os_protect((uint8_t *)large + TM_PAGE_SIZE, large->map_size - TM_PAGE_SIZE, false);
   if (heap) tm_quarantine_count(heap, 1, large->usable, true);
-  tm_detect_hold(heap, tm_detect_make_room(heap, large->usable, faults), p, large->usable, 0, false, faults);
+  tm_detect_hold(heap, tm_detect_make_room(heap, large->usable, faults), p, large->usable, 0, 0, faults);
 }
 
 void tm_detect_free(void *p, const tm_ptr_t *ptr, tm_heap_t *heap, tm_fault_t *fault, tm_faults_t *faults)

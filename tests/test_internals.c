@@ -416,15 +416,16 @@ static void test_detect_patterns(void)
 {
   static uint8_t buf[1 << 17] __attribute__((aligned(64)));
   for (int zero = 0; zero <= 1; zero++) {
+    unsigned how = zero ? TM_FILL_ZERO : 0;
     for (size_t len = 16; len <= 1024 + 16; len += 16) {
-      tm_detect_fill(buf, len, zero);
-      EXPECT(tm_detect_fill_check(buf, len, zero) == SIZE_MAX, "fresh fill of %zu bytes", len);
+      tm_detect_fill(buf, len, how);
+      EXPECT(tm_detect_fill_check(buf, len, how) == SIZE_MAX, "fresh fill of %zu bytes", len);
       for (size_t o = 0; o < len; o++) {
         buf[o] ^= 0x21;
-        size_t at = tm_detect_fill_check(buf, len, zero);
+        size_t at = tm_detect_fill_check(buf, len, how);
         EXPECT(at == o, "fill of %zu (zero %d): byte %zu changed, found %zu", len, zero, o, at);
         buf[o + 1 < len ? o + 1 : o] ^= 0x42; /* a second change after it: still the first */
-        at = tm_detect_fill_check(buf, len, zero);
+        at = tm_detect_fill_check(buf, len, how);
         EXPECT(at == o, "fill of %zu: bytes %zu and after changed, found %zu", len, o, at);
         buf[o + 1 < len ? o + 1 : o] ^= 0x42;
         buf[o] ^= 0x21;
@@ -433,14 +434,25 @@ static void test_detect_patterns(void)
     /* Over 64 KiB: the first and last 32 KiB carry the fill, the middle nothing. */
     size_t big = sizeof buf - 4096, edge = (size_t)32 << 10;
     memset(buf, 0x33, big);
-    tm_detect_fill(buf, big, false);
+    tm_detect_fill(buf, big, 0);
     EXPECT(buf[edge] == 0x33 && buf[big - edge - 1] == 0x33, "the middle of a big block is not filled");
-    EXPECT(tm_detect_fill_check(buf, big, false) == SIZE_MAX, "big fill");
+    EXPECT(tm_detect_fill_check(buf, big, 0) == SIZE_MAX, "big fill");
     size_t probes[] = {0, 1, edge - 1, big - edge, big - 17, big - 1};
     for (size_t i = 0; i < sizeof probes / sizeof probes[0]; i++) {
       buf[probes[i]] ^= 1;
-      EXPECT(tm_detect_fill_check(buf, big, false) == probes[i], "big fill: byte %zu", probes[i]);
+      EXPECT(tm_detect_fill_check(buf, big, 0) == probes[i], "big fill: byte %zu", probes[i]);
       buf[probes[i]] ^= 1;
+    }
+    /* fill_all (TM_FILL_WHOLE): every byte carries the fill, the middle is checked. */
+    memset(buf, 0x33, big);
+    tm_detect_fill(buf, big, TM_FILL_WHOLE);
+    EXPECT(tm_detect_fill_check(buf, big, TM_FILL_WHOLE) == SIZE_MAX, "whole big fill");
+    size_t middle[] = {edge, big / 2 + 1, big - edge - 1};
+    for (size_t i = 0; i < sizeof middle / sizeof middle[0]; i++) {
+      buf[middle[i]] ^= 1;
+      EXPECT(tm_detect_fill_check(buf, big, TM_FILL_WHOLE) == middle[i], "whole big fill: byte %zu", middle[i]);
+      EXPECT(tm_detect_fill_check(buf, big, 0) == SIZE_MAX, "edges only: byte %zu of the middle read", middle[i]);
+      buf[middle[i]] ^= 1;
     }
   }
   for (size_t usable = 16; usable <= 512; usable += 16) {

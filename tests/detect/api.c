@@ -7,7 +7,8 @@
  * this mode (a program that uses all of it is correct and gets no report).
  * A write after free found when the block leaves the quarantine is reported
  * once: not again when the block is handed out again (the handler returned,
- * the program went on).
+ * the program went on). A block is checked as it was filled, whatever
+ * fill_all says by the time it leaves the quarantine.
  * The mode is switched on when TM_TEST_DETECT=1 (the control run: 0).
  * Harness and options: harness.h. */
 #include <stdlib.h>
@@ -112,6 +113,29 @@ static void waf_reported_once(size_t n, size_t offset)
       waf_reports, reused);
 }
 
+/* fill_all switched while blocks wait in the quarantine: each is checked as
+ * it was filled. p, freed without fill_all (its middle keeps the program's
+ * bytes), leaves with fill_all on: no report; q, freed with fill_all and
+ * switched off again, changes in the middle: reported when it leaves. */
+static void fill_all_switched(size_t n, size_t offset)
+{
+  switch_on();
+  tinymalloc_option_set("show_errors", 0);
+  tinymalloc_option_set("quarantine_count", 1);
+  tinymalloc_set_error_handler(count_waf, NULL);
+  char *p = tinymalloc(n), *q = tinymalloc(n), *r = tinymalloc(n);
+  memset(launder(p), 'a', n);
+  memset(launder(q), 'a', n);
+  tinyfree(p);
+  tinymalloc_option_set("fill_all", 1);
+  tinyfree(q); /* p leaves */
+  size_t for_p = waf_reports;
+  tinymalloc_option_set("fill_all", 0);
+  flip(q, offset);
+  tinyfree(r); /* q leaves */
+  say("write-after-free reports: %zu for the block freed before fill_all, %zu in all\n", for_p, waf_reports);
+}
+
 static void register_cases(void)
 {
   for (size_t k = 1; k <= 8; k += 7) {
@@ -135,6 +159,11 @@ static void register_cases(void)
     c->env = "TM_TEST_DETECT=1";
     c->control_env = "TM_TEST_DETECT=0";
   }
+  c = add_case(fill_all_switched, 200000, 100000, "fill-all-switched-while-blocks-wait");
+  expect_output(c, "reports: 0 for the block freed before fill_all, 1 in all",
+                "reports: 0 for the block freed before fill_all, 0 in all");
+  c->env = "TM_TEST_DETECT=1";
+  c->control_env = "TM_TEST_DETECT=0";
   c = add_case(usable_size, 20000, 0, "usable-size-is-the-request");
   expect_output(c, "usable == requested for all", "usable != requested");
   c->env = "TM_TEST_DETECT=1";

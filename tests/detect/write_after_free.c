@@ -7,7 +7,8 @@
  * handed out again (whole);
  * against the fill or, with zero_on_free, against zeros; the fill covers
  * the request and the canary after it, for blocks over 64 KiB its first and
- * last 32 KiB. A large
+ * last 32 KiB (with fill_all all of it; the control run shows a write in
+ * the middle passing without it). A large
  * block faults instead (use_after_free.c). Harness and options: harness.h. */
 #include <pthread.h>
 #include <stdlib.h>
@@ -141,6 +142,19 @@ static void register_cases(void)
   /* over 64 KiB: the first and the last 32 KiB carry the fill */
   waf_case(left_quarantine, 200000, 8, 200704, left, "medium-big-head-left-quarantine", q4);
   waf_case(left_quarantine, 200000, 199999, 200704, left, "medium-big-tail-left-quarantine", q4);
+  /* ... and with fill_all every byte: a write in the middle is found, which
+   * the default lets pass (the control run, the mode on without fill_all) */
+  const char *q4_all = "TINYMALLOC_DETECT=1 TINYMALLOC_QUARANTINE_COUNT=4 TINYMALLOC_FILL_ALL=1";
+  static const size_t middle[] = {32768, 100000, 167231};
+  for (size_t i = 0; i < sizeof middle / sizeof middle[0]; i++) {
+    c = waf_case(left_quarantine, 200000, middle[i], 200704, left, "medium-big-middle-fill-all-left-quarantine",
+                 q4_all);
+    c->control_env = q4;
+  }
+  c = waf_case(handed_out_again, 100000, 50000, 102400, again, "medium-big-middle-fill-all-handed-out-again",
+               "TINYMALLOC_DETECT=1 TINYMALLOC_QUARANTINE_COUNT=1 TINYMALLOC_FILL_ALL=1");
+  c->control_env = q1;
+  c->control_out = "reused after";
 }
 
 int main(int argc, char **argv) { return harness_main(argc, argv, register_cases); }
