@@ -35,6 +35,7 @@
  * its fill wrote, whatever the options are by then. */
 #define TM_FILL_ZERO  1u /* zeros (zero_on_free), not the pattern */
 #define TM_FILL_WHOLE 2u /* every byte (fill_all), not only the edges of a block over 64 KiB */
+#define TM_FILL_BITS  (TM_FILL_ZERO | TM_FILL_WHOLE)
 
 /* Canary bytes after a request: up to the block's end, but no more than to
  * 64 bytes past the request rounded up to 16 (every linear overflow of up

@@ -242,9 +242,9 @@ static TM_NOINLINE void tm_detect_small_forget(tm_slab_t *slab, void *p)
 TM_INLINE void tm_detect_release(tm_heap_t *heap, void *p, size_t size, size_t fill, size_t check, tm_faults_t *faults)
 {
   uintptr_t a = (uintptr_t)p;
-  unsigned how = (unsigned)(size & (TM_FILL_ZERO | TM_FILL_WHOLE));
+  unsigned how = (unsigned)(size & TM_FILL_BITS);
   bool zero = (how & TM_FILL_ZERO) != 0;
-  size &= ~(size_t)(TM_FILL_ZERO | TM_FILL_WHOLE);
+  size &= ~(size_t)TM_FILL_BITS;
   if (tm_segmap_kind(a) != TM_SEG_ARENA) {
     tm_detect_release_large(heap, p, size);
     return;
@@ -317,11 +317,10 @@ void tm_detect_check_at_exit(tm_heap_t *heap, tm_faults_t *faults)
   for (size_t i = 0; i < q->count; i++) {
     const struct tm_quarantine_entry_s *e = &q->entry[(q->head + i) % q->capacity];
     if (tm_segmap_kind((uintptr_t)e->p) != TM_SEG_ARENA) continue; /* large: inaccessible, it faulted */
-    unsigned how = (unsigned)(e->size & (TM_FILL_ZERO | TM_FILL_WHOLE));
+    unsigned how = (unsigned)(e->size & TM_FILL_BITS);
     size_t at = tm_detect_fill_check(e->p, e->fill, how);
     if (at != SIZE_MAX)
-      tm_waf_fault(faults, e->p, e->size & ~(size_t)(TM_FILL_ZERO | TM_FILL_WHOLE), at,
-                   "was still in the quarantine at exit");
+      tm_waf_fault(faults, e->p, e->size & ~(size_t)TM_FILL_BITS, at, "was still in the quarantine at exit");
   }
 }
 
