@@ -11,8 +11,8 @@
 #include "arena.h"
 #include "bitmap.h"
 #include "init.h"
-#include "options.h"
 #include "lock.h"
+#include "options.h"
 #include "purge.h"
 #include "segment.h"
 #include "slab.h"
@@ -162,6 +162,10 @@ static void tm_arena_unlock_after_free(tm_arena_t *arena, tm_faults_t *faults)
 bool tm_arena_release_slab(tm_slab_t *slab, tm_faults_t *faults)
 {
   tm_arena_t *arena = tm_segment_of(slab)->arena;
+  /* A fork child settling its thread's slabs (tm_heap_fork_child_finish)
+   * while the code a signal interrupted holds this lock: waiting would
+   * never end. The slab stays with the heap, as with a lost arena. */
+  if (TM_UNLIKELY(tm_lock_mine(&arena->lock))) return false;
   tm_lock(&arena->lock);
   if (arena->lost) {
     tm_unlock(&arena->lock);

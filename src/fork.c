@@ -12,9 +12,9 @@
 
 #include "arena.h"
 #include "error.h"
+#include "fork.h"
 #include "heap.h"
 #include "large.h"
-#include "fork.h"
 #include "lock.h"
 #include "medium.h"
 #include "track.h"
@@ -25,7 +25,7 @@ static void tm_fork_child(void)
   bool mine[TM_MAX_ARENAS];
   for (uint32_t i = 0; i < TM_MAX_ARENAS; i++) {
     tm_arena_t *arena = &tm_arenas[i];
-    mine[i] = atomic_load_explicit(&arena->lock.holder, memory_order_relaxed) == tm_self();
+    mine[i] = tm_lock_mine(&arena->lock);
     if (tm_lock_repair_in_child(&arena->lock)) arena->lost = true;
   }
   tm_heap_fork_child();

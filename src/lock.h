@@ -13,7 +13,9 @@
  * forking thread. */
 TM_INLINE uintptr_t tm_self(void) { return (uintptr_t)pthread_self(); }
 
+/* clang-format off */
 #define TM_LOCK_INIT {0, 0}
+/* clang-format on */
 
 void tm_lock_wait(tm_lock_t *lock) TM_HIDDEN;
 void tm_lock_wake(tm_lock_t *lock) TM_HIDDEN;
@@ -31,6 +33,14 @@ TM_INLINE void tm_unlock(tm_lock_t *lock)
 {
   atomic_store_explicit(&lock->holder, 0, memory_order_relaxed);
   if (TM_UNLIKELY(atomic_exchange_explicit(&lock->state, 0, memory_order_release) == 2)) tm_lock_wake(lock);
+}
+
+/* Whether the calling thread holds the lock. Yes only in a fork child's
+ * repair after a fork from a signal handler: the code the signal
+ * interrupted holds it, and lets it go once the handler returns. */
+TM_INLINE bool tm_lock_mine(const tm_lock_t *lock)
+{
+  return atomic_load_explicit(&lock->holder, memory_order_relaxed) == tm_self();
 }
 
 /* Fork child only: whether the lock's data may be torn (held by a thread
