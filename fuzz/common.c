@@ -178,6 +178,8 @@ static int64_t watchdog_bound_ms(void)
 }
 static pthread_once_t watchdog_once = PTHREAD_ONCE_INIT;
 
+int64_t tmf_watchdog_bound_ms(void) { return watchdog_bound_ms(); }
+
 static int64_t now_ms(void)
 {
   struct timespec ts;

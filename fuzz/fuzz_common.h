@@ -236,6 +236,8 @@ void tmf_check_decoded(const tmf_reader_t *r, size_t op_start, unsigned opcode);
  * input as "hang: <what>". Each note re-arms it: harnesses name the op they
  * start (a static string, read from the watchdog thread). */
 void tmf_watchdog_note(const char *what);
+/* How long an op may take now, in milliseconds (the load stretches it). */
+int64_t tmf_watchdog_bound_ms(void);
 
 /* ---- Harness entry points (one harness per binary) ----------------------- */
 

@@ -29,6 +29,7 @@
 const char tmf_harness_name[] = "fork";
 
 enum fork_opcode_e { FORK_PLAIN = TMF_OP_COUNT, FORK_THREADS, FORK_SIGNAL, FORK_OPCODE_COUNT };
+#define FORK_CHILDREN_MAX 4 /* the most children one op waits for at once */
 
 static tmf_ops_t ctx;
 
@@ -69,19 +70,52 @@ static void child_alloc_each_strategy(void)
   }
 }
 
-static void wait_child(pid_t pid, const char *what)
+/* Waits for fork children, within most of the watchdog's bound (re-armed
+ * for the wait): children that hang (a child has no watchdog: that thread
+ * is gone in the fork) are all killed, and the input fails naming them.
+ * Without the bound the parent's watchdog fired first and a hung child
+ * outlived it, orphaned, and an engine that stops the parent (AFL++ at the
+ * end of a run) recorded nothing. */
+static void wait_children(const pid_t *pids, int n, const char *what)
 {
-  int status;
-  pid_t waited;
-  /* libFuzzer's timers (SIGALRM for -timeout) interrupt the wait: retry. */
-  do
-    waited = waitpid(pid, &status, 0);
-  while (waited < 0 && errno == EINTR);
-  TMF_REQUIRE(waited == pid, "%s: waitpid failed (errno %d)", what, errno);
-  TMF_REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s: child %s %d (its message is above)", what,
-              WIFEXITED(status) ? "exited with" : "died of signal",
-              WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+  int status[FORK_CHILDREN_MAX];
+  bool done[FORK_CHILDREN_MAX] = {false};
+  int left = n;
+  tmf_watchdog_note(what);
+  struct timespec start, now, pause = {0, 50 * 1000};
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  int64_t bound_ms = tmf_watchdog_bound_ms() * 4 / 5, ms = 0;
+  while (left > 0) {
+    for (int k = 0; k < n; k++) {
+      if (done[k]) continue;
+      pid_t waited = waitpid(pids[k], &status[k], WNOHANG);
+      /* libFuzzer's timers (SIGALRM for -timeout) interrupt the wait: retry. */
+      if (waited == 0 || (waited < 0 && errno == EINTR)) continue;
+      TMF_REQUIRE(waited == pids[k], "%s: waitpid failed (errno %d)", what, errno);
+      done[k] = true;
+      left--;
+    }
+    if (left == 0) break;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    ms = (int64_t)(now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+    if (ms > bound_ms) break;
+    nanosleep(&pause, NULL); /* 50 us, doubling up to about 10 ms */
+    if (pause.tv_nsec < 10 * 1000 * 1000) pause.tv_nsec *= 2;
+  }
+  for (int k = 0; k < n; k++) {
+    if (done[k]) continue;
+    kill(pids[k], SIGKILL);
+    while (waitpid(pids[k], &status[k], 0) < 0 && errno == EINTR) {
+    }
+  }
+  TMF_REQUIRE(left == 0, "%s: %d of %d children hung (killed after %.1f s)", what, left, n, (double)ms / 1000);
+  for (int k = 0; k < n; k++)
+    TMF_REQUIRE(WIFEXITED(status[k]) && WEXITSTATUS(status[k]) == 0, "%s: child %s %d (its message is above)", what,
+                WIFEXITED(status[k]) ? "exited with" : "died of signal",
+                WIFEXITED(status[k]) ? WEXITSTATUS(status[k]) : WTERMSIG(status[k]));
 }
+
+static void wait_child(pid_t pid, const char *what) { wait_children(&pid, 1, what); }
 
 /* ---- fork with blocks live (the process is single-threaded) -------------- */
 
@@ -329,7 +363,7 @@ static void op_fork_threads(tmf_reader_t *r)
 
 /* ---- fork from a signal handler that interrupts an allocation ------------- */
 
-#define FORK_SIGNAL_MAX 4
+#define FORK_SIGNAL_MAX FORK_CHILDREN_MAX
 static volatile sig_atomic_t signal_forks, signal_fork_limit;
 static pid_t signal_pids[FORK_SIGNAL_MAX];
 
@@ -386,8 +420,7 @@ static void op_fork_signal(tmf_reader_t *r)
   timer_delete(timer);
   sigaction(signo, &old_sa, NULL);
   tinyfree(keep);
-  for (int k = 0; k < signal_forks; k++)
-    wait_child(signal_pids[k], "fork from a signal handler");
+  wait_children(signal_pids, signal_forks, "fork from a signal handler");
 }
 
 /* ---- The harness ---------------------------------------------------------------- */
